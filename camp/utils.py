@@ -1,0 +1,168 @@
+"""Small helpers every lesson uses: device choice, seeding, environment detection, caching.
+
+Introduced in lesson 00.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HUB_HOST = "huggingface.co"
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def get_device(preference: str = "auto") -> torch.device:
+    """Return the torch device to use.
+
+    Args:
+        preference: "auto" picks CUDA, then Apple MPS, then the CPU. "cpu", "cuda" or "mps" ask for one;
+            "cuda:1" style indices are accepted.
+
+    Raises:
+        ValueError: for an unknown name, or a device this machine does not have (with what to do instead).
+
+    >>> get_device("cpu")
+    device(type='cpu')
+    """
+    if not isinstance(preference, str) or preference.split(":")[0] not in _DEVICES:
+        raise ValueError(f"device must be one of {_DEVICES} (optionally 'cuda:N'), got {preference!r}")
+    kind = preference.split(":")[0]
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible; use get_device('auto') "
+                         "to fall back to the CPU, or on Colab choose Runtime > Change runtime type > GPU.")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available; use 'auto' or 'cpu'.")
+    return torch.device(preference)
+
+
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices) so a run can be repeated.
+
+    Args:
+        seed: a non-negative integer.
+        deterministic: also ask torch for deterministic kernels (slower on GPU).
+    """
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def is_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def is_grading() -> bool:
+    """True while nbgrader executes a notebook (validate or autograde): lessons shrink their work then."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def hub_offline_requested() -> bool:
+    """True when the user asked the Hugging Face libraries to stay offline."""
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    return any(os.environ.get(f, "").strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def _connect(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _within(fn: Callable[[], Any], seconds: float, default: Any) -> Any:
+    # DNS lookups ignore socket timeouts, so the whole probe runs in a thread we stop waiting for.
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn).result(timeout=seconds)
+    except FutureTimeout:
+        return default
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def hub_available(timeout: float = 1.5) -> bool:
+    """Whether the Hugging Face Hub can be reached. Answers within about `timeout` seconds, never hangs.
+
+    Returns False at once when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE) is set.
+    """
+    if hub_offline_requested():
+        return False
+    return bool(_within(lambda: _connect(HUB_HOST, 443, timeout), timeout + 0.5, False))
+
+
+def cache_dir(*parts: str) -> Path:
+    """A per-user cache folder for camp (converted models, fitted listeners), created on demand.
+
+    Honours $CAMP_CACHE, then $XDG_CACHE_HOME/empathy-camp, then ~/.cache/empathy-camp. On Colab, point
+    CAMP_CACHE at a Google Drive folder so nothing is lost on a disconnect.
+    """
+    root = os.environ.get("CAMP_CACHE")
+    if root:
+        base = Path(root).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "empathy-camp"
+    path = base.joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot create the camp cache folder {path}: {err}. "
+                      "Set CAMP_CACHE to a writable folder.") from err
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+KEY_FIGURE_MIME = "application/vnd.camp.key-figure+json"
+
+
+def key_figure(label: str, value: float | int | str, unit: str = "") -> dict[str, Any]:
+    """Show a lesson's headline number and mark it so `python -m camp run` can list it in its report."""
+    figure = {"label": label, "value": value, "unit": unit}
+    try:
+        from IPython.display import display
+
+        text = f"{label}: {value}{(' ' + unit) if unit else ''}"
+        display({KEY_FIGURE_MIME: figure, "text/plain": text}, raw=True)
+    except ImportError:  # outside IPython: nothing to display into
+        pass
+    return figure

@@ -1,0 +1,42 @@
+"""Repository hygiene: output-free notebooks, lint-clean code and notebooks, papermill parameters."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import LESSONS, SOLUTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else (shutil.which(name) or pytest.skip(f"{name} not installed"))
+
+
+def test_notebooks_are_committed_without_outputs():
+    cmd = [_tool("nbstripout"), "--verify", "--keep-id",
+           "--extra-keys", "metadata.papermill cell.metadata.papermill cell.metadata.execution",
+           *map(str, SOLUTIONS + LESSONS)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, f"notebooks carry outputs; run nbstripout on them:\n{out.stdout}{out.stderr}"
+
+
+def test_ruff_is_clean_on_code_and_notebooks():
+    out = subprocess.run([_tool("ruff"), "check", "camp", "tests", "solutions", "lessons"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=[p.parent.name for p in SOLUTIONS])
+def test_each_lesson_states_budget_and_has_quick_parameter(notebook):
+    nb = nbformat.read(notebook, 4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "QUICK" in params[0].source
+    assert nb.cells.index(params[0]) <= 4, "the parameters cell belongs near the top"
+    assert "Run-time budget" in nb.cells[0].source, "the first cell states the CPU and GPU run-time budget"
+    assert "google.colab" in nb.cells[1].source, "the second cell installs camp on Colab only"

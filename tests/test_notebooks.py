@@ -1,0 +1,63 @@
+"""Every solution notebook runs end to end in quick mode, passes its own graded tests, and every generated
+lesson fails all of them (so the tests really test the learner's code)."""
+
+import os
+
+import nbformat
+import pytest
+from conftest import LESSONS, SOLUTIONS
+
+from camp import runner
+
+
+def _ids(paths):
+    return [p.parent.name for p in paths]
+
+
+def _graded(path, key):
+    return [c for c in nbformat.read(path, 4).cells if c.metadata.get("nbgrader", {}).get(key)]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=_ids(SOLUTIONS))
+def test_solution_runs_in_quick_mode(notebook, tmp_path):
+    run = runner.execute(notebook, tmp_path / notebook.name, quick=True, timeout=900)
+    if not run.ok:
+        pytest.fail(f"{notebook.relative_to(notebook.parents[2])}: {run.error}", pytrace=False)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=_ids(SOLUTIONS))
+def test_solution_passes_all_its_graded_tests(notebook):
+    from nbgrader.validator import Validator
+
+    assert _graded(notebook, "grade"), f"{notebook.name} has no graded test cells"
+    assert any("BEGIN HIDDEN TESTS" in c.source for c in _graded(notebook, "grade")), \
+        f"{notebook.name} has no hidden tests"
+    result = Validator(config=_timeout_config()).validate(str(notebook))
+    if result:
+        failed = result.get("failed", result)
+        pytest.fail(f"{notebook.name}: graded tests fail on the solution:\n{failed}", pytrace=False)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", LESSONS, ids=_ids(LESSONS))
+def test_blank_lesson_passes_none_of_its_graded_tests(notebook):
+    from nbgrader.validator import Validator
+
+    assert _graded(notebook, "grade"), f"{notebook.name} has no graded test cells"
+    result = Validator(invert=True, config=_timeout_config()).validate(str(notebook))
+    if result:
+        pytest.fail(f"{notebook.name}: these graded tests pass on the blank lesson:\n{result}", pytrace=False)
+
+
+def test_lessons_and_solutions_pair_up():
+    assert _ids(LESSONS) == _ids(SOLUTIONS)
+
+
+def _timeout_config():
+    from traitlets.config import Config
+
+    config = Config()
+    config.Execute.timeout = int(os.environ.get("CAMP_CELL_TIMEOUT", "900"))
+    return config

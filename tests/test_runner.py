@@ -1,0 +1,60 @@
+"""`python -m camp run`: papermill execution into runs/<timestamp>/ and the HTML report."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from camp import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), (True, True), ("false", False)])
+def test_resolve_quick_explicit(value, expected):
+    assert runner.resolve_quick(value) is expected
+
+
+def test_resolve_quick_auto_is_quick_without_gpu():
+    import torch
+
+    assert runner.resolve_quick("auto") is (not torch.cuda.is_available())
+
+
+def test_resolve_quick_rejects_garbage():
+    with pytest.raises(ValueError, match="QUICK must be"):
+        runner.resolve_quick("maybe")
+
+
+def _course_with(tmp_path, cells) -> Path:
+    nb = new_notebook(cells=[new_code_cell("QUICK = True", metadata={"tags": ["parameters"]}), *cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = tmp_path / "solutions" / "01_broken"
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "01_broken.ipynb")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    return tmp_path
+
+
+def test_run_all_reports_status_time_and_key_figure(tmp_path):
+    course = _course_with(tmp_path, [
+        new_code_cell("from camp.utils import key_figure\nkey_figure('answer', 42, 'units')"),
+        new_code_cell("assert QUICK is False, 'the runner must pass QUICK through'"),
+    ])
+    report, runs = runner.run_all(course, quick="0", out_root=tmp_path / "runs")
+    assert [r.ok for r in runs] == [True], runs[0].error
+    assert runs[0].figures == [{"label": "answer", "value": 42, "unit": "units"}]
+    page = report.read_text()
+    assert report.parent.parent == tmp_path / "runs"
+    assert "01_broken" in page and "passed" in page and "answer: 42 units" in page and "full" in page
+    assert (report.parent / "01_broken.ipynb").exists()  # the executed notebook sits next to the report
+
+
+def test_a_failing_cell_is_named_in_the_report(tmp_path):
+    course = _course_with(tmp_path, [new_code_cell("x = 1"), new_code_cell("raise RuntimeError('boom')")])
+    report, runs = runner.run_all(course, quick="1", out_root=tmp_path / "runs")
+    assert not runs[0].ok
+    assert "01_broken.ipynb: cell" in runs[0].error and "RuntimeError: boom" in runs[0].error
+    assert "FAILED" in report.read_text()

@@ -1,0 +1,102 @@
+import os
+import random
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from camp import utils
+
+
+def test_get_device_auto_falls_back_to_cpu_without_gpu():
+    dev = utils.get_device("auto")
+    # On CI (no GPU, no MPS) auto must be the CPU; on a GPU machine it must be that GPU.
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert dev.type == expected
+
+
+@pytest.mark.parametrize("bad", ["gpu", "tpu", "", 3, None])
+def test_get_device_rejects_unknown_names(bad):
+    with pytest.raises(ValueError, match="device must be one of"):
+        utils.get_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_get_device_cuda_without_gpu_says_what_to_do():
+    with pytest.raises(ValueError, match="get_device\\('auto'\\)"):
+        utils.get_device("cuda")
+
+
+def test_set_seed_repeats_every_generator():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    utils.set_seed(123)
+    first = draw()
+    utils.set_seed(123)
+    assert draw() == first
+    utils.set_seed(124)
+    assert draw() != first
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
+def test_set_seed_rejects_bad_seeds(bad):
+    with pytest.raises(ValueError, match="seed"):
+        utils.set_seed(bad)
+
+
+def test_hub_available_is_false_and_instant_when_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    assert utils.hub_available() is False
+    assert time.perf_counter() - start < 0.1
+
+
+def test_hub_available_never_hangs_past_its_timeout(monkeypatch):
+    # With the offline flags cleared it really probes the network; here it cannot connect, and must say so fast.
+    for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    monkeypatch.setattr(utils, "_connect", lambda host, port, timeout: time.sleep(30) or True)
+    start = time.perf_counter()
+    assert utils.hub_available(timeout=0.5) is False
+    assert time.perf_counter() - start < 2.0
+
+
+def test_is_colab_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    assert utils.is_colab() is False
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
+    assert utils.is_colab() is True
+
+
+def test_cache_dir_honours_camp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMP_CACHE", str(tmp_path / "c"))
+    path = utils.cache_dir("listener", "v1")
+    assert path == tmp_path / "c" / "listener" / "v1" and path.is_dir()
+
+
+def test_cache_dir_unwritable_says_how_to_fix(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CAMP_CACHE", str(blocker))
+    with pytest.raises(OSError, match="CAMP_CACHE"):
+        utils.cache_dir("x")
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "ckpt.bin"
+    utils.atomic_write_bytes(target, b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        utils.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.bin"]  # no temp file left behind
+
+
+def test_key_figure_returns_its_record():
+    assert utils.key_figure("accuracy", 0.5, "%") == {"label": "accuracy", "value": 0.5, "unit": "%"}
