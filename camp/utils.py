@@ -155,7 +155,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 KEY_FIGURE_MIME = "application/vnd.camp.key-figure+json"
 
 
-def key_figure(label: str, value: float | int | str, unit: str = "") -> dict[str, Any]:
+def key_figure(label: str, value: float | int | str, unit: str = "") -> None:
     """Show a lesson's headline number and mark it so `python -m camp run` can list it in its report."""
     figure = {"label": label, "value": value, "unit": unit}
     try:
@@ -163,6 +163,5 @@ def key_figure(label: str, value: float | int | str, unit: str = "") -> dict[str
 
         text = f"{label}: {value}{(' ' + unit) if unit else ''}"
         display({KEY_FIGURE_MIME: figure, "text/plain": text}, raw=True)
-    except ImportError:  # outside IPython: nothing to display into
-        pass
-    return figure
+    except ImportError:  # outside IPython: print instead
+        print(f"{label}: {value} {unit}".rstrip())

@@ -98,5 +98,9 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.bin"]  # no temp file left behind
 
 
-def test_key_figure_returns_its_record():
-    assert utils.key_figure("accuracy", 0.5, "%") == {"label": "accuracy", "value": 0.5, "unit": "%"}
+def test_key_figure_displays_a_marked_record(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw: shown.append(obj))
+    utils.key_figure("accuracy", 0.5, "%")
+    assert shown[0][utils.KEY_FIGURE_MIME] == {"label": "accuracy", "value": 0.5, "unit": "%"}
+    assert shown[0]["text/plain"] == "accuracy: 0.5 %"

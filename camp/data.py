@@ -1,0 +1,172 @@
+"""Labelled emotion text and the situations bank.
+
+`load_emotions` gives the same DatasetDict online (dair-ai/emotion from the hub) and offline (our own
+CC BY 4.0 corpus, shipped in camp/corpus/). `load_situations` gives the simulated people's situations used by
+the empathy environment. Introduced in lesson 01.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from camp import utils
+
+EMOTIONS: tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+HUB_DATASET = "dair-ai/emotion"
+# Pinned commit of dair-ai/emotion (the parquet layout, no loading script). Taken from public usage; it could
+# not be checked from our offline machines. load_emotions("hub", revision="main") overrides it.
+HUB_REVISION = "cab853a1dbdf4c42c2b3ef2173804746df8825fe"
+SOURCES = ("auto", "hub", "offline")
+FEATURES = Features({"text": Value("string"), "label": ClassLabel(names=list(EMOTIONS))})
+
+
+class DataError(ValueError):
+    """The corpus or a data file is unusable; the message says which file and what to do."""
+
+
+def corpus_dir() -> Path:
+    """The folder holding camp's own corpus files (package data)."""
+    return Path(str(resources.files("camp") / "corpus"))
+
+
+def _manifest() -> dict:
+    path = corpus_dir() / "MANIFEST.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is missing or unreadable ({err}); reinstall camp or restore it from git.") from err
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_split_csv(path: Path, expected_sha256: str | None = None) -> pd.DataFrame:
+    """Read one split file (columns text,label with label names) and check it thoroughly."""
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; reinstall camp or restore the corpus from git.")
+    if expected_sha256 and _sha256(path) != expected_sha256:
+        raise DataError(f"{path} is corrupted (its SHA-256 does not match MANIFEST.json); restore it with "
+                        "`git checkout -- camp/corpus` or reinstall camp.")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path} is not a readable CSV ({err}); restore it from git.") from err
+    if list(frame.columns) != ["text", "label"]:
+        raise DataError(f"{path} must have exactly the columns ['text', 'label'], found {list(frame.columns)}.")
+    bad_labels = sorted(set(frame["label"]) - set(EMOTIONS))
+    if bad_labels:
+        raise DataError(f"{path} has labels outside {EMOTIONS}: {bad_labels[:5]}.")
+    empty = frame.index[frame["text"].str.strip() == ""].tolist()
+    if empty:
+        raise DataError(f"{path} has empty texts at rows {empty[:5]}.")
+    return frame
+
+
+def _offline() -> DatasetDict:
+    manifest = _manifest()
+    parts = {}
+    for split in SPLITS:
+        entry = manifest["files"][f"emotions_{split}.csv"]
+        frame = read_split_csv(corpus_dir() / f"emotions_{split}.csv", entry["sha256"])
+        labels = [EMOTIONS.index(x) for x in frame["label"]]
+        parts[split] = Dataset.from_dict({"text": frame["text"].tolist(), "label": labels}, features=FEATURES)
+    return DatasetDict(parts)
+
+
+def _hub(revision: str) -> DatasetDict:
+    from datasets import load_dataset
+
+    try:
+        data = load_dataset(HUB_DATASET, "split", revision=revision)
+    except Exception as err:  # datasets raises many types for network and hub errors
+        raise DataError(f"could not load {HUB_DATASET}@{revision[:8]} from the hub ({type(err).__name__}: "
+                        f"{err}). Use load_emotions('offline') or check your connection.") from err
+    return check_emotions(DatasetDict({s: data[s] for s in SPLITS}), source=f"{HUB_DATASET}@{revision[:8]}")
+
+
+def check_emotions(data: DatasetDict, source: str = "data") -> DatasetDict:
+    """Check splits, columns and label names of an emotion DatasetDict; return it unchanged."""
+    missing = [s for s in SPLITS if s not in data]
+    if missing:
+        raise DataError(f"{source} lacks the splits {missing}; expected {SPLITS}.")
+    for split in SPLITS:
+        cols = set(data[split].column_names)
+        if not {"text", "label"} <= cols:
+            raise DataError(f"{source}[{split!r}] must have columns 'text' and 'label', found {sorted(cols)}.")
+        feature = data[split].features["label"]
+        if not isinstance(feature, ClassLabel) or tuple(feature.names) != EMOTIONS:
+            raise DataError(f"{source}[{split!r}]'s label must be a ClassLabel named {EMOTIONS}, got {feature}.")
+    return data
+
+
+def load_emotions(source: str = "auto", revision: str = HUB_REVISION, verbose: bool = True) -> DatasetDict:
+    """Load labelled emotion text as train / validation / test, with `text` and a ClassLabel `label`.
+
+    Args:
+        source: "hub" loads dair-ai/emotion (16,000 / 2,000 / 2,000 tweets) at a pinned revision; "offline"
+            loads camp's own corpus; "auto" uses the hub when it is reachable and says which it picked.
+        revision: the hub commit to load.
+        verbose: print which source "auto" picked.
+
+    >>> data = load_emotions("offline", verbose=False)
+    >>> data["train"].features["label"].names
+    ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "auto":
+        source = "hub" if utils.hub_available() else "offline"
+        if verbose:
+            where = f"{HUB_DATASET} from the hub" if source == "hub" else "camp's offline corpus (hub unreachable)"
+            print(f"load_emotions: using {where}")
+    return _hub(revision) if source == "hub" else check_emotions(_offline(), "camp corpus")
+
+
+@dataclass(frozen=True)
+class Situation:
+    """One simulated person's situation: what happened, how they feel, and what they say."""
+
+    id: str
+    emotion: str
+    intensity: float
+    description: str
+    opening: str
+    better: tuple[str, ...]
+    worse: tuple[str, ...]
+
+
+def load_situations(path: Path | None = None) -> list[Situation]:
+    """The situations bank (at least 60 per emotion), checked; `path` defaults to camp's own file."""
+    path = path or corpus_dir() / "situations.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; reinstall camp or restore it from git.")
+    situations = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            item = Situation(row["id"], row["emotion"], float(row["intensity"]), row["description"],
+                             row["opening"], tuple(row["better"]), tuple(row["worse"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}:{number} is not a valid situation ({type(err).__name__}: {err}).") from err
+        if item.emotion not in EMOTIONS or not 0.0 < item.intensity <= 1.0 or not item.better or not item.worse:
+            raise DataError(f"{path}:{number} needs an emotion in {EMOTIONS}, an intensity in (0, 1] and "
+                            "non-empty 'better' and 'worse' lines.")
+        situations.append(item)
+    counts = Counter(s.emotion for s in situations)
+    if len({s.id for s in situations}) != len(situations):
+        raise DataError(f"{path} repeats situation ids.")
+    if situations and min(counts.get(e, 0) for e in EMOTIONS) < 1:
+        raise DataError(f"{path} has no situation for some emotions: {dict(counts)}.")
+    return situations

@@ -1,0 +1,173 @@
+"""camp.data and camp.corpus_checks: the loaders, their errors, and corpus quality checks that can fail."""
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from camp import corpus_checks, data
+
+
+@pytest.fixture(scope="module")
+def corpus() -> DatasetDict:
+    return data.load_emotions("offline", verbose=False)
+
+
+@pytest.fixture
+def corpus_copy(tmp_path, monkeypatch):
+    """A copy of the packaged corpus that a test may damage; the loader is pointed at it."""
+    folder = tmp_path / "corpus"
+    shutil.copytree(data.corpus_dir(), folder)
+    monkeypatch.setattr(data, "corpus_dir", lambda: folder)
+    return folder
+
+
+def test_offline_corpus_size_labels_and_splits(corpus):
+    sizes = {s: len(corpus[s]) for s in data.SPLITS}
+    assert sum(sizes.values()) >= 4800
+    assert set(corpus) == set(data.SPLITS)
+    for split in data.SPLITS:
+        feature = corpus[split].features["label"]
+        assert isinstance(feature, ClassLabel) and tuple(feature.names) == data.EMOTIONS
+        assert set(corpus[split]["label"]) == set(range(6))  # all six emotions in every split
+    total = sum(sizes.values())
+    assert abs(sizes["train"] / total - 0.8) < 0.01
+    assert abs(sizes["validation"] / total - 0.1) < 0.01 and abs(sizes["test"] / total - 0.1) < 0.01
+
+
+def test_at_least_300_per_class_with_love_and_surprise_the_minorities(corpus):
+    counts = Counter(label for s in data.SPLITS for label in corpus[s]["label"])
+    named = {data.EMOTIONS[k]: n for k, n in counts.items()}
+    assert min(named.values()) >= 300
+    assert sorted(named, key=named.get)[:2] == ["surprise", "love"]
+
+
+def test_offline_load_takes_under_two_seconds():
+    code = ("import time; from camp import data; t = time.perf_counter(); d = data.load_emotions('offline', "
+            "verbose=False); print(time.perf_counter() - t, sum(map(len, d.values())))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    seconds, rows = out.stdout.split()
+    assert int(rows) >= 4800 and float(seconds) < 2.0, out.stdout
+
+
+def test_splits_are_fixed_by_the_manifest(corpus):
+    manifest = json.loads((data.corpus_dir() / "MANIFEST.json").read_text())
+    for split in data.SPLITS:
+        assert manifest["files"][f"emotions_{split}.csv"]["rows"] == len(corpus[split])
+    assert manifest["licence"] == "CC BY 4.0"
+
+
+def test_unknown_source_is_refused():
+    with pytest.raises(ValueError, match="source must be one of"):
+        data.load_emotions("kaggle")
+
+
+def test_hub_source_offline_fails_fast_with_advice():
+    with pytest.raises(data.DataError, match="load_emotions\\('offline'\\)"):
+        data.load_emotions("hub")
+
+
+def test_auto_says_it_picked_offline(capsys):
+    data.load_emotions("auto")
+    assert "offline corpus" in capsys.readouterr().out
+
+
+def test_corrupted_file_is_refused(corpus_copy):
+    path = corpus_copy / "emotions_test.csv"
+    path.write_bytes(path.read_bytes()[:-200])  # a truncated download or a bad edit
+    with pytest.raises(data.DataError, match="emotions_test.csv is corrupted"):
+        data.load_emotions("offline")
+
+
+def test_wrong_columns_are_refused(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("sentence,emotion\nhello there friend,joy\n")
+    with pytest.raises(data.DataError, match="exactly the columns"):
+        data.read_split_csv(path)
+
+
+def test_unknown_label_and_empty_text_are_refused(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("text,label\nhello there friend,disgust\n")
+    with pytest.raises(data.DataError, match="labels outside"):
+        data.read_split_csv(path)
+    path.write_text('text,label\n"  ",joy\n')
+    with pytest.raises(data.DataError, match="empty texts"):
+        data.read_split_csv(path)
+
+
+def test_check_emotions_refuses_other_label_names():
+    bad = Dataset.from_dict({"text": ["a"], "label": [0]}).cast_column("label", ClassLabel(names=["neg", "pos"]))
+    with pytest.raises(data.DataError, match="ClassLabel named"):
+        data.check_emotions(DatasetDict({"train": bad, "validation": bad, "test": bad}))
+
+
+def test_situations_bank():
+    situations = data.load_situations()
+    counts = Counter(s.emotion for s in situations)
+    assert len(situations) >= 360 and min(counts.values()) >= 60 and set(counts) == set(data.EMOTIONS)
+    for s in situations:
+        assert 0 < s.intensity <= 1 and len(s.better) >= 3 and len(s.worse) >= 3
+        assert s.description and 5 <= len(s.opening.split()) <= 40
+    texts = [s.opening for s in situations] + [s.description for s in situations]
+    assert not corpus_checks.exact_duplicates(texts)  # each situation written individually
+
+
+def test_bad_situation_line_names_the_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    good = (data.corpus_dir() / "situations.jsonl").read_text().splitlines()[0]
+    path.write_text(good + "\n" + '{"id": "x", "emotion": "joy"}\n')
+    with pytest.raises(data.DataError, match="s.jsonl:2 is not a valid situation"):
+        data.load_situations(path)
+
+
+# ---- quality checks: each runs on the real corpus, then on a planted problem that it must catch ----
+
+def _all_texts(dd):
+    return [t for s in data.SPLITS for t in dd[s]["text"]]
+
+
+def test_no_exact_duplicates(corpus):
+    assert corpus_checks.exact_duplicates(_all_texts(corpus)) == []
+    planted = _all_texts(corpus) + ["  " + corpus["train"][0]["text"].upper()]
+    assert len(corpus_checks.exact_duplicates(planted)) == 1
+
+
+@pytest.mark.slow
+def test_no_near_duplicates_across_splits(corpus):
+    assert corpus_checks.cross_split_near_duplicates(corpus) == []
+
+
+def test_a_planted_cross_split_duplicate_is_caught(corpus):
+    small = DatasetDict({s: corpus[s].select(range(40)) for s in data.SPLITS})
+    assert corpus_checks.cross_split_near_duplicates(small) == []
+    leaked = small["train"][3]["text"].replace(".", "!")  # a lightly edited copy of a training sentence
+    test = Dataset.from_dict({"text": list(small["test"]["text"]) + [leaked], "label": list(small["test"]["label"]) + [0]},
+                             features=small["test"].features)
+    found = corpus_checks.cross_split_near_duplicates(DatasetDict({**small, "test": test}))
+    assert [(a, i, b, j) for a, i, b, j, _ in found] == [("train", 3, "test", 40)]
+
+
+def test_class_shares_within_band(corpus):
+    assert corpus_checks.shares_out_of_band(corpus) == []
+    keep = [i for i, y in enumerate(corpus["validation"]["label"]) if data.EMOTIONS[y] != "surprise"]
+    skewed = DatasetDict({**corpus, "validation": corpus["validation"].select(keep)})
+    problems = corpus_checks.shares_out_of_band(skewed)
+    assert any(p.startswith("validation/surprise") for p in problems)
+
+
+def test_no_template_fingerprints(corpus):
+    texts = _all_texts(corpus)
+    opener, share = corpus_checks.top_opener(texts)
+    assert share <= corpus_checks.MAX_OPENER_SHARE, (opener, share)
+    templated = texts + [f"i feel so happy because of thing number {k}" for k in range(40)]
+    assert corpus_checks.top_opener(templated)[1] > corpus_checks.MAX_OPENER_SHARE
+
+
+def test_tfidf_baseline_is_learnable_but_far_from_perfect(corpus):
+    f1 = corpus_checks.tfidf_baseline_macro_f1(corpus)
+    assert 0.35 < f1 < 0.95, f1  # above chance (1/6) by far; below 0.95, so no giveaway words
