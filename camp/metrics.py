@@ -1,0 +1,80 @@
+"""Evaluation and prediction for emotion classifiers. Introduced in lesson 02.
+
+`evaluate` returns accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; `predict` turns
+texts into labels and probabilities. Both pad each batch only to its own longest text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def validate_texts(texts) -> list[str]:
+    """Refuse what a tokenizer would mangle: a bare string, None, non-strings and empty texts."""
+    if isinstance(texts, str):
+        raise TypeError("expected a list of texts, got a single string; wrap it: [text]")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("expected at least one text, got an empty list")
+    for i, text in enumerate(texts):
+        if text is None:
+            raise TypeError(f"text {i} is None; remove it or replace it with a string")
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is a {type(text).__name__}, not a string: {text!r}")
+        if not text.strip():
+            raise ValueError(f"text {i} is empty; an emotion cannot be read from nothing")
+    return texts
+
+
+def classification_metrics(y_true, y_pred, num_labels: int, names: list[str] | None = None) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    labels = list(range(num_labels))
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                                     zero_division=0)
+    names = names or [str(k) for k in labels]
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {n: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for n, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+@torch.inference_mode()
+def predict_proba(model: torch.nn.Module, tokenizer, texts: list[str], batch_size: int = 64,
+                  max_length: int = 128) -> np.ndarray:
+    """Class probabilities, shape (N, num_labels), in the order of `texts`."""
+    texts = validate_texts(texts)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts])  # length-sorted batches pad little
+    probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt").to(device)
+        logits = model(**batch).logits.float()  # (B, num_labels)
+        probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    model.train(was_training)
+    return probs
+
+
+def predict(model: torch.nn.Module, tokenizer, texts: list[str], batch_size: int = 64) -> tuple[list[str], np.ndarray]:
+    """Predicted label names and probabilities (N, num_labels) for `texts`."""
+    probs = predict_proba(model, tokenizer, texts, batch_size)
+    id2label = model.config.id2label
+    return [id2label[int(k)] for k in probs.argmax(axis=1)], probs
+
+
+def evaluate(model: torch.nn.Module, tokenizer, dataset, batch_size: int = 64) -> dict:
+    """Metrics of `model` on a dataset with `text` and integer `label` columns (plus `probs` for calibration)."""
+    texts, labels = list(dataset["text"]), np.asarray(dataset["label"])
+    probs = predict_proba(model, tokenizer, texts, batch_size)
+    names = [model.config.id2label[k] for k in range(model.config.num_labels)]
+    result = classification_metrics(labels, probs.argmax(axis=1), model.config.num_labels, names)
+    result["probs"] = probs
+    return result

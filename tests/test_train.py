@@ -1,0 +1,206 @@
+"""camp.train, camp.checkpoint, camp.metrics and camp.models.load_encoder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import DatasetDict
+
+from camp import checkpoint, data, metrics, models, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def emotions():
+    return data.load_emotions("offline", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(emotions):
+    """96 training and 48 validation texts: enough to see a loop work in a few seconds."""
+    return DatasetDict({"train": emotions["train"].select(range(96)),
+                        "validation": emotions["validation"].select(range(48)),
+                        "test": emotions["test"].select(range(48))})
+
+
+def cli(*args, env=None):
+    return [sys.executable, "-m", "camp", "train-classifier", "--no-progress", *args]
+
+
+# ---- config and sampler ----
+
+@pytest.mark.parametrize("bad", [{"lr": 0}, {"batch_size": 0}, {"warmup_ratio": 1.0}, {"mixed_precision": "fp8"},
+                                 {"max_steps": 0}])
+def test_bad_config_is_refused_before_training(bad):
+    with pytest.raises(ValueError, match=f"invalid TrainConfig values: {next(iter(bad))}"):
+        train.TrainConfig(**bad)
+
+
+def test_quick_preset_is_shorter_and_overridable():
+    quick = train.TrainConfig.quick(seed=3)
+    assert quick.epochs < train.TrainConfig().epochs and quick.seed == 3
+
+
+def test_length_grouped_sampler_covers_everything_once_and_pads_less():
+    lengths = np.random.default_rng(0).integers(3, 80, size=1000).tolist()
+    grouped = train.LengthGroupedSampler(lengths, 32, seed=1)
+    plain = train.LengthGroupedSampler(lengths, 32, seed=1, grouped=False)
+    batches = grouped.batches()
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+
+    def padded(bs):
+        return sum(max(lengths[i] for i in b) * len(b) for b in bs)
+
+    assert padded(batches) < 0.7 * padded(plain.batches())  # grouping removes most of the padding
+    assert grouped.batches() == batches  # same (seed, epoch): same order, which exact resume relies on
+    grouped.set_epoch(1)
+    assert grouped.batches() != batches
+
+
+# ---- metrics and inputs ----
+
+def test_classification_metrics_on_a_hand_case():
+    # true 0 0 1 1, predicted 0 1 1 1: class 0 P=1 R=.5 F1=2/3; class 1 P=2/3 R=1 F1=.8; macro = 0.7333
+    m = metrics.classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], 2, ["a", "b"])
+    assert m["accuracy"] == 0.75 and abs(m["macro_f1"] - (2 / 3 + 0.8) / 2) < 1e-12
+    assert m["confusion_matrix"] == [[1, 1], [0, 2]] and m["per_class"]["b"]["recall"] == 1.0
+
+
+@pytest.mark.parametrize(("texts", "error", "message"), [
+    ("just one string", TypeError, "single string"),
+    ([], ValueError, "empty list"),
+    (["fine", None], TypeError, "text 1 is None"),
+    (["fine", 42], TypeError, "text 1 is a int"),
+    (["fine", "   "], ValueError, "text 1 is empty"),
+])
+def test_bad_texts_get_clear_errors(texts, error, message):
+    with pytest.raises(error, match=message):
+        metrics.validate_texts(texts)
+
+
+def test_label_outside_the_label_set_is_refused(tiny):
+    model, tok = models.load_encoder("auto")
+    bad = tiny["train"].to_dict()
+    bad["label"][5] = 9
+    from datasets import Dataset
+
+    broken = DatasetDict({**tiny, "train": Dataset.from_dict(bad)})
+    with pytest.raises(ValueError, match="labels at rows \\[5\\] are outside 0..5"):
+        train.train_classifier(model, tok, broken, train.TrainConfig(max_steps=1, progress=False))
+
+
+def test_num_labels_that_do_not_match_a_saved_classifier_are_refused(tmp_path):
+    model, tok = models.load_encoder("auto", num_labels=6)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="classifier with 6 labels, but num_labels=4"):
+        models.load_encoder(str(tmp_path), num_labels=4)
+    reloaded, _ = models.load_encoder(str(tmp_path), num_labels=6)
+    assert reloaded.config.id2label[5] == "surprise"
+
+
+# ---- the loop ----
+
+def test_training_changes_weights_and_logs_finite_metrics(tiny):
+    model, tok = models.load_encoder("auto")
+    before = model.classifier.weight.detach().clone()
+    cfg = train.TrainConfig(max_steps=4, eval_every=2, batch_size=16, progress=False, patience=None)
+    model, history = train.train_classifier(model, tok, tiny, cfg)
+    assert not torch.equal(before, model.classifier.weight)
+    assert [h["step"] for h in history] == [2, 4]
+    assert all(np.isfinite(h["loss/train"]) and 0 <= h["eval/macro_f1"] <= 1 for h in history)
+    labels, probs = train.predict(model, tok, ["my dog died this morning", "we won the cup!!"])
+    assert probs.shape == (2, 6) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert set(labels) <= set(data.EMOTIONS)
+
+
+def test_checkpoint_round_trip_restores_everything(tiny, tmp_path):
+    model, tok = models.load_encoder("auto")
+    cfg = train.TrainConfig(max_steps=2, eval_every=2, batch_size=16, progress=False,
+                            checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    model, _ = train.train_classifier(model, tok, tiny, cfg)
+    tensors, meta = checkpoint.load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["config"]["max_steps"] == 2 and meta["progress"]["step"] == 2
+    assert "scheduler" in meta and any(k.startswith("optim.") for k in tensors)
+    assert torch.equal(tensors["model.classifier.weight"], model.classifier.weight.detach())
+
+
+def test_truncated_checkpoint_is_refused(tiny, tmp_path):
+    model, tok = models.load_encoder("auto")
+    cfg = train.TrainConfig(max_steps=1, eval_every=1, batch_size=16, progress=False,
+                            checkpoint_dir=str(tmp_path), checkpoint_every=1)
+    train.train_classifier(model, tok, tiny, cfg)
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or damaged"):
+        train.train_classifier(model, tok, tiny, cfg, resume=True)
+
+
+def test_resume_without_a_checkpoint_says_so(tiny, tmp_path):
+    model, tok = models.load_encoder("auto")
+    cfg = train.TrainConfig(max_steps=1, progress=False, checkpoint_dir=str(tmp_path))
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
+        train.train_classifier(model, tok, tiny, cfg, resume=True)
+
+
+# ---- kill -9 and resume, as a learner whose Colab disconnects would ----
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["--train-limit", "384", "--max-steps", "24", "--eval-every", "8", "--checkpoint-every", "4",
+            "--lr", "2e-4", "--seed", "7"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(cli("--out", str(straight), *args), check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(cli("--out", str(killed), *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_path, step, deadline = killed / "checkpoint.safetensors", 0, time.time() + 300
+    while step < 12 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if ckpt_path.exists():
+            step = checkpoint.load_checkpoint(ckpt_path)[1]["progress"]["step"]
+    assert proc.poll() is None, "training finished before it could be killed; give it more steps"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 12 <= step < 24 and not (killed / "metrics.json").exists()
+
+    subprocess.run(cli("--out", str(killed), *args, "--resume"), check=True, capture_output=True, timeout=600)
+    a, b = _metrics(straight), _metrics(killed)
+    for split in ("validation", "test"):
+        for key in ("accuracy", "macro_f1"):
+            assert abs(a[split][key] - b[split][key]) < 1e-4, (split, key, a[split], b[split])
+    assert [h["eval/macro_f1"] for h in a["history"]][-1] == pytest.approx(b["history"][-1]["eval/macro_f1"],
+                                                                            abs=1e-4)
+
+
+# ---- two processes through accelerate launch (gloo on CPU) ----
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes_trains_as_well(tmp_path):
+    # One process accumulating 2 batches of 32 per step and two processes with 32 each see the same 64
+    # examples per optimizer step: the same training, split differently.
+    common = ["--train-limit", "1024", "--lr", "2e-4", "--eval-every", "1000", "--seed", "1", "--max-steps", "32"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(cli("--out", str(one), "--grad-accum", "2", *common), check=True, capture_output=True,
+                   timeout=900)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "0", "-m", "camp", "train-classifier", "--no-progress", "--out", str(two),
+              *common]
+    out = subprocess.run(launch, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    single, double = _metrics(one), _metrics(two)
+    assert single["processes"] == 1 and double["processes"] == 2
+    assert single["validation"]["macro_f1"] > 0.3 and double["validation"]["macro_f1"] > 0.3
+    assert abs(single["validation"]["accuracy"] - double["validation"]["accuracy"]) < 0.05
