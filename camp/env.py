@@ -1,0 +1,300 @@
+"""The virtual empathy environment: a simulated person whose feelings react to what the agent says.
+
+Introduced in lesson 03. `EmpathyEnv` is one person behind the Gymnasium API (registered as
+"camp/Empathy-v0"); `BatchedEmpathy` runs many people at once and perceives all their replies in one listener
+call, which is what RL training uses. Both share the pure dynamics in `transition`.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from camp import rewards
+from camp.data import EMOTIONS, Situation, load_situations
+
+VALENCE = np.array([-0.8, 0.8, 0.7, -0.7, -0.7, 0.0])  # sadness joy love anger fear surprise
+NEGATIVE = np.array([True, False, False, True, True, False])
+RELIEF, ANGER, SADNESS = EMOTIONS.index("joy"), EMOTIONS.index("anger"), EMOTIONS.index("sadness")
+CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n" + "’‘“”—–…éèáàçöüñ£€"
+MAX_REPLY_CHARS = 400
+MAX_TEXT = 4000
+
+
+def clean(text: str, limit: int = MAX_TEXT) -> str:
+    """Keep observations inside the observation space: unknown characters become '?', long text is cut."""
+    return "".join(c if c in CHARSET else "?" for c in text)[-limit:]
+
+
+def understood_score(signals: dict) -> np.ndarray:
+    """How understood each reply made the person feel, in [0, 1]; a dismissive reply scores 0."""
+    u = 0.4 * signals["recognition"] + 0.35 * signals["relevance"] + 0.25 * signals["tone"]
+    return np.clip(u, 0.0, 1.0) * (1.0 - signals["dismissive"])
+
+
+def transition(state: dict, signals: dict) -> tuple[dict, np.ndarray]:
+    """The person's next state given how they perceived the replies (arrays over a batch of N people).
+
+    State: `probs` (N, 6) emotion distribution, `intensity` (N,) in [0.05, 1], `understood` (N,) in [0, 1],
+    `negative` (N,) whether the situation's emotion is a painful one. Returns (new state, d) with d > 0 when
+    the person feels more understood than before.
+
+    Understood (d > 0): a painful feeling's intensity falls and its mass shifts towards relief; a happy feeling
+    grows. Dismissed: intensity rises and the mass shifts towards anger (painful) or sadness (happy, deflated).
+    """
+    d = understood_score(signals) - 0.45  # (N,)
+    dis = signals["dismissive"]
+    up, down = np.maximum(d, 0.0), np.maximum(-d, 0.0)
+    neg = state["negative"]
+    intensity = np.where(neg, state["intensity"] - 0.6 * up + 0.4 * down + 0.25 * dis,
+                         state["intensity"] + 0.2 * up - 0.3 * down - 0.2 * dis)
+    target = np.zeros_like(state["probs"])
+    target[np.arange(len(d)), np.where(neg, RELIEF, 0)] = np.where(neg, 1.0, 0.0)
+    probs = state["probs"] * (1 - np.where(neg, 0.5 * up, 0.0))[:, None] + (np.where(neg, 0.5 * up, 0.0))[:, None] * target
+    toward = np.zeros_like(probs)
+    toward[np.arange(len(d)), np.where(neg, ANGER, SADNESS)] = 1.0
+    shift = (0.35 * dis + 0.1 * down)[:, None]
+    probs = (1 - shift) * probs + shift * toward
+    new = {"probs": probs / probs.sum(axis=1, keepdims=True),
+           "intensity": np.clip(intensity, 0.05, 1.0),
+           "understood": np.clip(state["understood"] + 0.6 * d - 0.3 * dis, 0.0, 1.0),
+           "negative": neg}
+    new["valence"] = valence(new)
+    return new, d
+
+
+def valence(state: dict) -> np.ndarray:
+    """Valence in [-1, 1]: the emotion mix's pleasantness, stronger when the feeling is intense."""
+    return (state["probs"] @ VALENCE) * (0.4 + 0.6 * state["intensity"])
+
+
+def feels_better(state: dict) -> np.ndarray:
+    """Episode end: a painful feeling has eased (valence >= 0, understood >= 0.6); a happy one was shared."""
+    return np.where(state["negative"], (state["valence"] >= 0.0) & (state["understood"] >= 0.6),
+                    state["understood"] >= 0.75)
+
+
+def default_reward(before: dict, after: dict, replies: Sequence[str], utterances: Sequence[str]) -> np.ndarray:
+    """Respond mode's default reward: valence gain + 0.5 x understood gain + the safety term (lesson 04)."""
+    gain = (after["valence"] - before["valence"]) + 0.5 * (after["understood"] - before["understood"])
+    return gain + np.array(rewards.safety(replies, utterances=utterances))
+
+
+def infer_reward(probs: np.ndarray, actions: np.ndarray, correctness: bool = False) -> np.ndarray:
+    """Infer mode: R_t = log P(Y_t | X_t), P the person's actual emotion distribution and Y_t the emotion named
+    (the article's reward), or 1/0 for naming the dominant emotion when `correctness`."""
+    if correctness:
+        return (probs.argmax(axis=1) == actions).astype(float)
+    return np.log(np.maximum(probs[np.arange(len(actions)), actions], 1e-6))
+
+
+class BatchedEmpathy:
+    """N simulated people stepped together: one listener call perceives all N replies.
+
+    Not a Gymnasium env (its actions are lists); use it for RL rollouts. `EmpathyEnv` wraps one person.
+    """
+
+    def __init__(self, n: int, mode: str = "respond", max_turns: int = 6, listener=None,
+                 reward_fn: Callable | None = None, situations: list[Situation] | None = None,
+                 correctness: bool = False):
+        if mode not in ("respond", "infer"):
+            raise ValueError(f"mode must be 'respond' or 'infer', got {mode!r}")
+        if n < 1 or max_turns < 1:
+            raise ValueError("n and max_turns must be at least 1")
+        self.n, self.mode, self.max_turns, self.correctness = n, mode, max_turns, correctness
+        self.situations = situations or load_situations()
+        self.reward_fn = reward_fn or default_reward
+        self._listener = listener
+        self.state: dict | None = None
+
+    @property
+    def listener(self):
+        if self._listener is None:
+            from camp.listener import Listener
+
+            self._listener = Listener.default()
+        return self._listener
+
+    def reset(self, rng: np.random.Generator, situations: list[Situation] | None = None) -> list[str]:
+        """Draw N people (or use `situations`); return what each says first."""
+        self.people = situations or [self.situations[i] for i in rng.integers(0, len(self.situations), self.n)]
+        if len(self.people) != self.n:
+            raise ValueError(f"expected {self.n} situations, got {len(self.people)}")
+        idx = np.array([EMOTIONS.index(p.emotion) for p in self.people])
+        probs = np.full((self.n, 6), 0.04)
+        probs[np.arange(self.n), idx] = 0.8
+        probs += rng.dirichlet(np.ones(6), self.n) * 0.1  # a little individual colour
+        self.state = {"probs": probs / probs.sum(axis=1, keepdims=True),
+                      "intensity": np.array([p.intensity for p in self.people]),
+                      "understood": np.full(self.n, 0.2), "negative": NEGATIVE[idx]}
+        self.state["valence"] = valence(self.state)
+        self.turn, self.rng = 0, rng
+        self.utterances = [p.opening for p in self.people]
+        self.line_offset = rng.integers(0, 3, self.n)
+        self.lines_used = np.zeros((self.n, 2), dtype=int)
+        return list(self.utterances)
+
+    def step(self, actions: Sequence) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Perceive N actions; return (utterances, rewards, terminated, truncated, info)."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if len(actions) != self.n:
+            raise ValueError(f"expected {self.n} actions, got {len(actions)}")
+        before = self.state
+        if self.mode == "infer":
+            acts = np.asarray(actions)
+            truth = before["probs"].argmax(axis=1)
+            hit = (acts == truth).astype(float)
+            signals = {"recognition": hit, "relevance": np.ones(self.n), "tone": hit,
+                       "dismissive": np.zeros(self.n)}
+            reward = infer_reward(before["probs"], acts, self.correctness)
+            clipped = np.zeros(self.n, dtype=bool)
+        else:
+            replies, clipped = [], np.zeros(self.n, dtype=bool)
+            for i, reply in enumerate(actions):
+                if not isinstance(reply, str):
+                    raise TypeError(f"respond mode takes replies as strings; action {i} is {type(reply).__name__}")
+                if not reply.strip():
+                    raise ValueError(f"reply {i} is empty; say something")
+                clipped[i] = len(reply) > MAX_REPLY_CHARS
+                replies.append(reply[:MAX_REPLY_CHARS])
+            signals = self.listener.perceive(replies, [p.emotion for p in self.people],
+                                             [f"{p.description} {u}" for p, u in zip(self.people, self.utterances,
+                                                                                       strict=True)])
+        self.state, d = transition(before, signals)
+        if self.mode == "respond":
+            reward = np.asarray(self.reward_fn(before, self.state, replies, self.utterances), dtype=float)
+        self.turn += 1
+        # The person's next line: the next unused 'better' or 'worse' line of their situation.
+        self.utterances = []
+        for i, (person, di) in enumerate(zip(self.people, d, strict=True)):
+            kind = 0 if di > 0 else 1
+            lines = (person.better, person.worse)[kind]
+            self.utterances.append(lines[(self.line_offset[i] + self.lines_used[i, kind]) % len(lines)])
+            self.lines_used[i, kind] += 1
+        terminated = feels_better(self.state)
+        truncated = np.full(self.n, self.turn >= self.max_turns) & ~terminated
+        info = {"signals": {k: v for k, v in signals.items() if k != "reply_probs"}, "understood_delta": d,
+                "reply_truncated": clipped}
+        return list(self.utterances), reward, terminated, truncated, info
+
+
+class EmpathyEnv(gym.Env):
+    """A simulated person who has been through something and wants to talk.
+
+    ## Description
+    Each episode draws a situation from camp's situations bank (360 written situations, 60 per emotion). The
+    person's hidden state is a distribution over the six emotions, an intensity, a valence and how understood
+    they feel. They say something; the agent answers; a *listener* perceives the answer (does it recognise the
+    emotion, is it relevant, is the tone fitting, is it dismissive); the state moves (see `transition`); and
+    the person replies with a line that fits how they now feel.
+
+    ## Action Space
+    * `mode="respond"`: the reply, a `Text(400)` string. Longer replies are cut to 400 characters and
+      `info["reply_truncated"]` is set.
+    * `mode="infer"`: `Discrete(6)`, the emotion the agent names (index into `camp.data.EMOTIONS`).
+
+    ## Observation Space
+    A `Dict` with `utterance` (what the person just said), `history` (the dialogue so far, one line per turn,
+    "person: ..." / "agent: ..."), `turn` and `embedding` (the MiniLM embedding of `utterance`, 384 floats,
+    so a simple policy can be a linear layer on it).
+
+    ## Rewards
+    * respond: `reward_fn(before, after, replies, utterances)`, default `default_reward`: valence gain + half
+      the gain in feeling understood + `camp.rewards.safety`.
+    * infer: the article's R_t = log P(Y_t | X_t) with P the person's actual emotion distribution (so it is
+      highest for naming the true emotion), or `correctness=True` for a 1/0 signal.
+
+    ## Starting State
+    The situation's emotion holds about 80 % of the distribution, at the situation's intensity; understood 0.2.
+
+    ## Episode End
+    Terminated when the person feels better (`feels_better`); truncated after `max_turns` replies.
+
+    ## Arguments
+    `mode`, `max_turns` (default 6), `listener` (default `camp.listener.Listener.default()`; pass
+    `Listener.from_classifier(model, tokenizer)` to use your lesson-02 model), `reward_fn`, `situations`,
+    `correctness`, `render_mode` ("ansi" or "human"). `reset(options={"situation": s})` picks the situation.
+    """
+
+    metadata = {"render_modes": ["human", "ansi"]}
+
+    def __init__(self, mode: str = "respond", max_turns: int = 6, listener=None, reward_fn: Callable | None = None,
+                 situations: list[Situation] | None = None, correctness: bool = False,
+                 render_mode: str | None = None):
+        self.core = BatchedEmpathy(1, mode, max_turns, listener, reward_fn, situations, correctness)
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        self.mode, self.render_mode = mode, render_mode
+        self.action_space = spaces.Discrete(6) if mode == "infer" else \
+            spaces.Text(MAX_REPLY_CHARS, min_length=1, charset=CHARSET)
+        self.observation_space = spaces.Dict({
+            "utterance": spaces.Text(MAX_TEXT, min_length=1, charset=CHARSET),
+            "history": spaces.Text(MAX_TEXT, min_length=0, charset=CHARSET),
+            "turn": spaces.Discrete(max_turns + 1),
+            "embedding": spaces.Box(-1.0, 1.0, (384,), np.float32),
+        })
+        self.transcript: list[str] = []
+
+    def _obs(self) -> dict:
+        from camp.models import embed
+
+        said = self.core.utterances[0]
+        vec = embed([said])[0]
+        return {"utterance": clean(said), "history": clean("\n".join(self.transcript)),
+                "turn": self.core.turn, "embedding": np.clip(vec, -1, 1).astype(np.float32)}
+
+    def _info(self) -> dict:
+        s = self.core.state
+        return {"situation": self.core.people[0].id, "emotion": self.core.people[0].emotion,
+                "probs": s["probs"][0].copy(), "intensity": float(s["intensity"][0]),
+                "valence": float(s["valence"][0]), "understood": float(s["understood"][0])}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        chosen = (options or {}).get("situation")
+        said = self.core.reset(self.np_random, [chosen] if chosen else None)
+        self.transcript = [f"person: {said[0]}"]
+        return self._obs(), self._info()
+
+    def step(self, action):
+        if self.core.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.mode == "infer":
+            if isinstance(action, bool) or not isinstance(action, int | np.integer) or not 0 <= int(action) < 6:
+                raise ValueError(f"infer mode takes an emotion index 0..5 ({', '.join(EMOTIONS)}), got {action!r}")
+            spoken = f"[names {EMOTIONS[int(action)]}]"
+        else:
+            spoken = action
+        said, reward, terminated, truncated, info = self.core.step([action])
+        self.transcript += [f"agent: {str(spoken)[:MAX_REPLY_CHARS]}", f"person: {said[0]}"]
+        info = {**self._info(), "signals": {k: float(v[0]) for k, v in info["signals"].items()},
+                "reply_truncated": bool(info["reply_truncated"][0])}
+        if self.render_mode == "human":
+            print(self.render_text())
+        return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def render_text(self) -> str:
+        """The transcript so far with the hidden state."""
+        info = self._info()
+        top = np.argsort(-info["probs"])[:2]
+        feeling = ", ".join(f"{EMOTIONS[k]} {info['probs'][k]:.0%}" for k in top)
+        return ("\n".join(self.transcript) + f"\n  [hidden: {feeling}; intensity {info['intensity']:.2f}; "
+                f"valence {info['valence']:+.2f}; understood {info['understood']:.2f}]")
+
+    def render(self):
+        if self.core.state is None:
+            raise RuntimeError("call reset() before render()")
+        text = self.render_text()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+
+if "camp/Empathy-v0" not in gym.registry:
+    gym.register(id="camp/Empathy-v0", entry_point="camp.env:EmpathyEnv")

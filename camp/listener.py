@@ -1,0 +1,129 @@
+"""The listener: how the simulated person perceives a reply. Introduced in lesson 03.
+
+It answers four questions about each reply, all in [0, 1], for a whole batch at once:
+
+* recognition: does the reply recognise the person's emotion? (the emotion a classifier reads in the reply,
+  or an explicit feeling word of that emotion);
+* relevance: is it about their situation? (MiniLM cosine between reply and situation, rescaled);
+* tone: does its sentiment fit the emotion? (VADER compound inside the band that suits it);
+* dismissive: does it brush them off? (phrases such as "calm down" or "get over it").
+
+The emotion classifier is, by default, a linear head on frozen MiniLM features fitted on camp's corpus in a few
+seconds and cached; any classifier with `predict_proba`-style output, such as a lesson-02 model, can replace it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from camp import rewards, utils
+from camp.data import EMOTIONS
+
+# Feeling words a reply can use to name each emotion (stems, matched at word starts).
+FEELING_WORDS = {
+    "sadness": ("sad", "heartbr", "grief", "griev", "loss", "lonel", "hurt", "down", "miss", "gutted", "painful"),
+    "joy": ("happy", "congrat", "wonderful", "great news", "proud", "delight", "exciting", "amazing", "glad"),
+    "love": ("love", "adore", "sweet", "tender", "care about", "lucky to have", "special", "precious"),
+    "anger": ("frustrat", "anger", "angry", "unfair", "infuriat", "annoy", "furious", "disrespect", "mad"),
+    "fear": ("scar", "afraid", "worr", "anxi", "frighten", "nervous", "terrif", "unsettl", "uncertain"),
+    "surprise": ("surpris", "unexpected", "shock", "wow", "out of nowhere", "didn't see", "astonish", "caught off"),
+}
+# VADER compound band that fits a reply to each emotion: gentle for pain, warm for joy.
+TONE_BAND = {"sadness": (-0.6, 0.5), "anger": (-0.6, 0.5), "fear": (-0.5, 0.6),
+             "joy": (0.3, 1.0), "love": (0.3, 1.0), "surprise": (-0.3, 1.0)}
+
+
+def mentions(reply: str, emotion: str) -> bool:
+    """Whether `reply` names `emotion` with one of its feeling words."""
+    text = reply.lower()
+    return any(re.search(r"\b" + re.escape(w), text) for w in FEELING_WORDS[emotion])
+
+
+class Listener:
+    """Perceives replies in batches. Build it with `Listener.default()` (fits or loads the cached head)."""
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray], classify: Callable[[list[str]], np.ndarray],
+                 head: tuple[np.ndarray, np.ndarray] | None = None):
+        self.embed = embed  # texts -> (N, H) unit vectors
+        self.classify = classify  # texts -> (N, 6) emotion probabilities
+        self.head = head  # (weights, bias) when classify is a linear head on embed's vectors: reuse them
+        self._contexts: dict[str, np.ndarray] = {}  # situations repeat every turn: embed each once
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self._vader = SentimentIntensityAnalyzer()
+
+    @classmethod
+    def default(cls) -> Listener:
+        """MiniLM embeddings plus a logistic-regression head fitted on camp's corpus (cached after the first)."""
+        from camp.models import embed
+
+        head = _linear_head()
+        return cls(embed, lambda texts: _softmax_head(embed(texts), head), head)
+
+    @classmethod
+    def from_classifier(cls, model, tokenizer) -> Listener:
+        """Use any sequence classifier over camp.data.EMOTIONS, such as the model fine-tuned in lesson 02."""
+        from camp.metrics import predict_proba
+        from camp.models import embed
+
+        labels = [model.config.id2label[k] for k in range(model.config.num_labels)]
+        if tuple(labels) != EMOTIONS:
+            raise ValueError(f"the listener's classifier must predict {EMOTIONS} in that order, got {labels}")
+        return cls(embed, lambda texts: predict_proba(model, tokenizer, texts))
+
+    def perceive(self, replies: Sequence[str], emotions: Sequence[str], contexts: Sequence[str]) -> dict:
+        """The four signals for each (reply, person's emotion, person's situation), as arrays of shape (N,)."""
+        replies, contexts = list(replies), list(contexts)
+        new = sorted({c for c in contexts if c not in self._contexts})
+        if len(self._contexts) + len(new) > 50_000:
+            self._contexts.clear()
+        fresh = self.embed(replies + new)  # one encoder call for the replies and any unseen contexts
+        reply_vecs = fresh[: len(replies)]
+        self._contexts.update(zip(new, fresh[len(replies):], strict=True))
+        probs = _softmax_head(reply_vecs, self.head) if self.head is not None else self.classify(replies)
+        idx = [EMOTIONS.index(e) for e in emotions]
+        named = np.array([mentions(r, e) for r, e in zip(replies, emotions, strict=True)], dtype=float)
+        recognition = np.maximum(probs[np.arange(len(replies)), idx], named)
+        cos = (reply_vecs * np.stack([self._contexts[c] for c in contexts])).sum(axis=1)
+        relevance = np.clip((cos - 0.05) / 0.45, 0.0, 1.0)  # MiniLM cosines of related sentences: ~0.1 to 0.5
+        compound = np.array([self._vader.polarity_scores(r)["compound"] for r in replies])
+        low, high = np.array([TONE_BAND[e] for e in emotions]).T
+        tone = 1.0 - np.clip(np.maximum(low - compound, compound - high), 0.0, 1.0)
+        dismissive = np.array([rewards.is_dismissive(r) for r in replies], dtype=float)
+        return {"recognition": recognition, "relevance": relevance, "tone": tone, "dismissive": dismissive,
+                "reply_probs": probs}
+
+
+def _softmax_head(vectors: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    weights, bias = head
+    logits = vectors @ weights.T + bias  # (N, 6)
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _linear_head() -> tuple[np.ndarray, np.ndarray]:
+    """Weights (6, H) and bias (6,) of logistic regression on frozen MiniLM features of the corpus's train split."""
+    from camp.data import load_emotions
+    from camp.models import cached_embed, resolve_encoder_name
+
+    path = utils.cache_dir("listener") / "minilm_logreg_v1.npz"
+    if path.exists():
+        try:
+            stored = np.load(path)
+            return stored["weights"], stored["bias"]
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # damaged cache: refit
+    from sklearn.linear_model import LogisticRegression
+
+    train = load_emotions("offline", verbose=False)["train"]
+    features = cached_embed(list(train["text"]), resolve_encoder_name("auto"))
+    clf = LogisticRegression(max_iter=3000, C=10.0, random_state=0).fit(features, list(train["label"]))
+    buffer = io.BytesIO()
+    np.savez(buffer, weights=clf.coef_.astype(np.float32), bias=clf.intercept_.astype(np.float32))
+    utils.atomic_write_bytes(path, buffer.getvalue())
+    return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)

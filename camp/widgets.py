@@ -1,0 +1,108 @@
+"""Interactive widgets for lessons 03 and 04: a chat playground and reward-weight sliders.
+
+Both work headless (their callbacks can be driven from code, as the tests do), so they are tested without a
+browser; `python -m pytest tests/test_widgets.py` shows how.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import ipywidgets as w
+
+from camp.data import EMOTIONS
+from camp.rewards import RewardSpec
+
+
+def _bar(label: str, value: float, low: float = 0.0, high: float = 1.0) -> str:
+    share = (min(max(value, low), high) - low) / (high - low)
+    return (f"<div style='display:flex;align-items:center;gap:6px'><span style='width:90px'>{label}</span>"
+            f"<span style='display:inline-block;width:{int(160 * share)}px;height:10px;background:#4a7'></span>"
+            f"<span>{value:+.2f}</span></div>")
+
+
+class ChatPlayground:
+    """Type a reply, send it, and watch the person's hidden state and each reward signal change.
+
+    `send(text)` does what the Send button does, so the playground can be driven from code.
+    """
+
+    def __init__(self, env, seed: int = 0, spec: RewardSpec | None = None):
+        self.env, self.spec = env, spec
+        self.reply = w.Text(placeholder="Type your reply and press Send", layout=w.Layout(width="70%"))
+        self.button = w.Button(description="Send", button_style="primary")
+        self.reset_button = w.Button(description="New person")
+        self.transcript = w.HTML()
+        self.state = w.HTML()
+        self.signals = w.HTML()
+        self.history: list[dict] = []
+        self.button.on_click(lambda _: self.send(self.reply.value))
+        self.reset_button.on_click(lambda _: self.reset())
+        self.widget = w.VBox([w.HBox([self.reply, self.button, self.reset_button]), self.transcript,
+                              w.HBox([self.state, self.signals])])
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        _, self.info = self.env.reset(seed=seed)
+        self.history, self.done = [], False
+        self._render({})
+
+    def send(self, text: str) -> dict | None:
+        """Step the environment with `text`; returns the step record, or None if the reply was refused."""
+        if self.done:
+            self.signals.value = "<i>The conversation has ended: press New person.</i>"
+            return None
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(text)
+        except (ValueError, TypeError) as err:
+            self.signals.value = f"<b style='color:#c33'>{html.escape(str(err))}</b>"
+            return None
+        record = {"reply": text, "reward": reward, **info["signals"]}
+        if self.spec is not None:
+            _, parts = self.spec([text], utterances=[self.env.core.utterances[0]])
+            record.update({f"term/{k}": v[0] for k, v in parts.items()})
+        self.history.append(record)
+        self.info, self.done = info, terminated or truncated
+        self.reply.value = ""
+        self._render(record)
+        return record
+
+    def _render(self, record: dict) -> None:
+        lines = self.env.transcript
+        self.transcript.value = "<br>".join(html.escape(x) for x in lines) + \
+            ("<br><b>(the person feels better)</b>" if self.done and record else "")
+        info = self.info
+        bars = "".join(_bar(e, float(p)) for e, p in zip(EMOTIONS, info["probs"], strict=True))
+        self.state.value = (f"<b>hidden state</b>{bars}{_bar('intensity', info['intensity'])}"
+                            f"{_bar('valence', info['valence'], -1, 1)}{_bar('understood', info['understood'])}")
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:+.3f}</td></tr>" for k, v in record.items()
+                       if isinstance(v, int | float) and not isinstance(v, bool))
+        self.signals.value = f"<b>last reply</b><table>{rows}</table>" if rows else "<b>last reply</b>: none yet"
+
+
+class RewardSliders:
+    """One slider per reward term's weight; moving one re-ranks a fixed set of candidate replies."""
+
+    def __init__(self, spec: RewardSpec, completions: Sequence[str], **context):
+        self.spec, self.completions, self.context = spec, list(completions), context
+        self.sliders = {name: w.FloatSlider(value=weight, min=-2.0, max=5.0, step=0.1, description=name)
+                        for name, (_, weight) in spec.terms.items()}
+        for name, slider in self.sliders.items():
+            slider.observe(lambda change, n=name: self._set(n, change["new"]), names="value")
+        self.table = w.HTML()
+        self.widget = w.VBox([*self.sliders.values(), self.table])
+        self.update()
+
+    def _set(self, name: str, weight: float) -> None:
+        fn, _ = self.spec.terms[name]
+        self.spec.terms[name] = (fn, weight)
+        self.update()
+
+    def update(self) -> list[tuple[float, str]]:
+        """Recompute totals and return the candidates ranked best first."""
+        totals, _ = self.spec(self.completions, **self.context)
+        self.ranking = sorted(zip(totals, self.completions, strict=True), key=lambda x: -x[0])
+        rows = "".join(f"<tr><td>{t:+.2f}</td><td>{html.escape(c)}</td></tr>" for t, c in self.ranking)
+        self.table.value = f"<table><tr><th>reward</th><th>reply</th></tr>{rows}</table>"
+        return self.ranking

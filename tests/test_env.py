@@ -1,0 +1,158 @@
+"""camp.env, camp.listener and camp.policies: the Gymnasium contract, determinism, dynamics, bad input."""
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from camp import data, policies
+from camp.env import BatchedEmpathy, EmpathyEnv, feels_better, transition, valence
+from camp.listener import Listener, mentions
+
+
+@pytest.fixture(scope="module")
+def listener():
+    return Listener.default()
+
+
+@pytest.mark.parametrize("mode", ["respond", "infer"])
+def test_check_env_passes(mode, listener):
+    check_env(EmpathyEnv(mode=mode, listener=listener), skip_render_check=True)
+
+
+def test_registered_with_gymnasium(listener):
+    import gymnasium as gym
+
+    env = gym.make("camp/Empathy-v0", mode="infer", listener=listener)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+
+
+def _trajectory(seed, listener, mode="respond"):
+    env = EmpathyEnv(mode=mode, listener=listener)
+    obs, info = env.reset(seed=seed)
+    out = [(obs["utterance"], info["situation"])]
+    for turn in range(4):
+        action = "That sounds hard. I'm listening." if mode == "respond" else turn % 6
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append((obs["utterance"], round(reward, 12), terminated, truncated, round(info["valence"], 12)))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["respond", "infer"])
+def test_same_seed_same_trajectory(mode, listener):
+    assert _trajectory(11, listener, mode) == _trajectory(11, listener, mode)
+    assert _trajectory(11, listener, mode)[0] != _trajectory(12, listener, mode)[0]
+
+
+def test_bad_input_gets_clear_errors(listener):
+    env = EmpathyEnv(listener=listener)
+    with pytest.raises(RuntimeError, match="call reset\\(\\) before step"):
+        env.step("hello there")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="reply 0 is empty"):
+        env.step("   ")
+    with pytest.raises(TypeError, match="replies as strings"):
+        env.step(3)
+    infer = EmpathyEnv(mode="infer", listener=listener)
+    infer.reset(seed=0)
+    for bad in (6, -1, "joy", 1.5, True):
+        with pytest.raises(ValueError, match="emotion index 0..5"):
+            infer.step(bad)
+    with pytest.raises(ValueError, match="mode must be"):
+        EmpathyEnv(mode="chat")
+
+
+def test_over_long_reply_is_truncated_with_a_flag(listener):
+    env = EmpathyEnv(listener=listener)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step("I hear you. " * 100)
+    assert info["reply_truncated"] is True
+    _, _, _, _, info = env.step("I hear you.")
+    assert info["reply_truncated"] is False
+
+
+def test_render_shows_transcript_and_hidden_state(listener):
+    env = EmpathyEnv(listener=listener, render_mode="ansi")
+    env.reset(seed=2)
+    env.step("That sounds like a lot.")
+    text = env.render()
+    assert "person:" in text and "agent: That sounds like a lot." in text and "[hidden:" in text
+
+
+def _state(emotion="sadness", intensity=0.8, understood=0.2):
+    k = data.EMOTIONS.index(emotion)
+    probs = np.full((1, 6), 0.04)
+    probs[0, k] = 0.8
+    s = {"probs": probs / probs.sum(), "intensity": np.array([intensity]), "understood": np.array([understood]),
+         "negative": np.array([emotion in ("sadness", "anger", "fear")])}
+    s["valence"] = valence(s)
+    return s
+
+
+def _signals(rec, rel, tone, dis):
+    return {k: np.array([v]) for k, v in zip(("recognition", "relevance", "tone", "dismissive"),
+                                             (rec, rel, tone, dis), strict=True)}
+
+
+def test_feeling_understood_eases_a_painful_feeling():
+    before = _state("sadness")
+    after, d = transition(before, _signals(1, 1, 1, 0))
+    assert d[0] > 0 and after["intensity"][0] < before["intensity"][0]
+    assert after["valence"][0] > before["valence"][0] and after["understood"][0] > before["understood"][0]
+    assert after["probs"][0, data.EMOTIONS.index("joy")] > before["probs"][0, data.EMOTIONS.index("joy")]
+
+
+def test_dismissal_raises_intensity_and_shifts_towards_anger():
+    before = _state("fear", intensity=0.5)
+    after, d = transition(before, _signals(0.9, 0.9, 1, 1))
+    anger = data.EMOTIONS.index("anger")
+    assert d[0] < 0 and after["intensity"][0] > before["intensity"][0]
+    assert after["probs"][0, anger] > before["probs"][0, anger] and after["valence"][0] < before["valence"][0]
+
+
+def test_a_shared_joy_ends_the_episode_when_understood():
+    state = _state("joy", understood=0.5)
+    for _ in range(3):
+        state, _ = transition(state, _signals(1, 1, 1, 0))
+    assert feels_better(state)[0]
+
+
+def test_listener_recognises_a_named_feeling(listener):
+    assert mentions("You sound really worried about the results.", "fear")
+    got = listener.perceive(["That sounds frightening, no wonder you're anxious about the scan.", "nice weather"],
+                            ["fear", "fear"], ["I have a scan tomorrow and I'm scared of what they'll find."] * 2)
+    assert got["recognition"][0] > got["recognition"][1] and got["relevance"][0] > got["relevance"][1]
+
+
+def test_batched_env_steps_many_people_in_one_call(listener):
+    env = BatchedEmpathy(16, listener=listener)
+    said = env.reset(np.random.default_rng(0))
+    assert len(said) == 16
+    said2, reward, terminated, truncated, info = env.step(["I'm here for you."] * 16)
+    assert len(said2) == 16 and reward.shape == (16,) and info["signals"]["relevance"].shape == (16,)
+
+
+@pytest.mark.slow
+def test_reflective_listening_beats_random_and_dismissive(listener):
+    pool = list(data.load_emotions("offline", verbose=False)["train"]["text"])
+    results = {name: policies.evaluate_policy(policy, episodes=200, seed=0, listener=listener)
+               for name, policy in {
+                   "reflective": policies.reflective(listener.classify),
+                   "random": policies.random_replies(pool, np.random.default_rng(1)),
+                   "dismissive": policies.dismissive(np.random.default_rng(2))}.items()}
+    reflective, random, dismissive = (results[k] for k in ("reflective", "random", "dismissive"))
+    # Separated by more than three standard errors of the difference.
+    for other in (random, dismissive):
+        assert reflective["mean"] - other["mean"] > 3 * np.hypot(reflective["sem"], other["sem"])
+
+
+def test_listener_accepts_a_learners_classifier():
+    from camp import models
+
+    model, tokenizer = models.load_encoder("auto")  # stands in for a lesson-02 model
+    mine = Listener.from_classifier(model, tokenizer)
+    got = mine.perceive(["That sounds so frustrating."], ["anger"], ["My landlord kept my deposit."])
+    assert got["reply_probs"].shape == (1, 6) and 0 <= got["recognition"][0] <= 1
+    other, tok = models.load_encoder("auto", num_labels=3)
+    with pytest.raises(ValueError, match="must predict"):
+        Listener.from_classifier(other, tok)
