@@ -31,7 +31,7 @@ def tiny(emotions):
                         "test": emotions["test"].select(range(48))})
 
 
-def cli(*args, env=None):
+def cli(*args):
     return [sys.executable, "-m", "camp", "train-classifier", "--no-progress", *args]
 
 
