@@ -19,7 +19,7 @@ def _tool(name: str) -> str:
 
 
 def test_notebooks_are_committed_without_outputs():
-    cmd = [_tool("nbstripout"), "--verify", "--keep-id",
+    cmd = [_tool("nbstripout"), "--verify",
            "--extra-keys", "metadata.papermill cell.metadata.papermill cell.metadata.execution",
            *map(str, SOLUTIONS + LESSONS)]
     out = subprocess.run(cmd, capture_output=True, text=True)
