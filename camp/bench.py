@@ -17,6 +17,7 @@ import platform
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 
@@ -62,7 +63,7 @@ def _trainer_run(data, steps: int, batch_size: int, lr: float, seed: int) -> dic
             "test_macro_f1": result["macro_f1"], "test_accuracy": result["accuracy"]}
 
 
-def classifier(steps: int = 200, batch_size: int = 32, lr: float = 2e-4, seeds: tuple[int, ...] = (0, 1)) -> dict:
+def classifier(steps: int = 400, batch_size: int = 32, lr: float = 1e-4, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
     """Run both trainings for each seed and return the comparison (see module docstring)."""
     from camp import data as camp_data
 
@@ -82,12 +83,13 @@ def classifier(steps: int = 200, batch_size: int = 32, lr: float = 2e-4, seeds: 
         "samples_per_s_ratio": round(mean("camp", "samples_per_s") / mean("hf_trainer_pad128", "samples_per_s"), 2),
         "mean_test_macro_f1": {"camp": mean("camp", "test_macro_f1"),
                                "hf_trainer_pad128": mean("hf_trainer_pad128", "test_macro_f1")},
+        "std_test_macro_f1": {loop: round(float(np.std([r[loop]["test_macro_f1"] for r in runs])), 4)
+                              for loop in ("camp", "hf_trainer_pad128")},
     }
 
 
 def env(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
     """Respond-mode throughput: `batch` people, each answered every step, perceived in one listener call."""
-    import numpy as np
 
     from camp import policies
     from camp.env import BatchedEmpathy
@@ -108,8 +110,6 @@ def env(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
 
 def scripted_policies(episodes: int = 200, seed: int = 0) -> dict:
     """Mean episode return (and spread) of the scripted policies over the same seeded people."""
-    import numpy as np
-
     from camp import data, policies
     from camp.listener import Listener
 
@@ -132,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
     elif args.what == "policies":
         result = scripted_policies()
     else:
-        result = classifier(steps=args.steps, batch_size=args.batch_size, seeds=tuple(args.seeds))
+        result = classifier(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seeds=tuple(args.seeds))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), env (respond-mode "
                        "steps/s at batch 64), policies (scripted policies' returns over 200 episodes)")
     p.add_argument("what", choices=("classifier", "env", "policies"))
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps per run (200 = 1.6 epochs)")
+    p.add_argument("--steps", type=int, default=400, help="optimizer steps per run (400 = 3.2 epochs)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run of each loop per seed")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, same for both loops")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run of each loop per seed")
     p.add_argument("--out", help="also write the JSON here")
     p.set_defaults(func=_bench)
     return parser

@@ -92,6 +92,16 @@ def infer_reward(probs: np.ndarray, actions: np.ndarray, correctness: bool = Fal
     return np.log(np.maximum(probs[np.arange(len(actions)), actions], 1e-6))
 
 
+def initial_distribution(emotion: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, 6) emotion distributions: 80 % on each person's emotion, 4 % on the others, plus a little
+    individual colour (a Dirichlet draw worth 10 %), renormalised."""
+    n = len(emotion)
+    probs = np.full((n, 6), 0.04)
+    probs[np.arange(n), emotion] = 0.8
+    probs += rng.dirichlet(np.ones(6), n) * 0.1
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 class BatchedEmpathy:
     """N simulated people stepped together: one listener call perceives all N replies.
 
@@ -125,10 +135,7 @@ class BatchedEmpathy:
         if len(self.people) != self.n:
             raise ValueError(f"expected {self.n} situations, got {len(self.people)}")
         idx = np.array([EMOTIONS.index(p.emotion) for p in self.people])
-        probs = np.full((self.n, 6), 0.04)
-        probs[np.arange(self.n), idx] = 0.8
-        probs += rng.dirichlet(np.ones(6), self.n) * 0.1  # a little individual colour
-        self.state = {"probs": probs / probs.sum(axis=1, keepdims=True),
+        self.state = {"probs": initial_distribution(idx, rng),
                       "intensity": np.array([p.intensity for p in self.people]),
                       "understood": np.full(self.n, 0.2), "negative": NEGATIVE[idx]}
         self.state["valence"] = valence(self.state)

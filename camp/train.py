@@ -51,6 +51,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # clip the gradient norm: protects the pretrained weights from early spikes
     max_length: int = 128  # truncation only: batches are padded to their own longest text, not to this
     length_grouped: bool = True  # batch texts of similar length together, so there is little padding
+    group_window: int = 50  # batches per length-sorted window (see LengthGroupedSampler)
     class_weighted: bool = False  # weight the loss by balanced class weights (helps rare classes' recall)
     mixed_precision: str = "auto"  # "auto": bf16 on GPUs that support it, else fp16 on GPU, none on CPU
     eval_every: int = 50  # optimizer steps between validation evaluations
@@ -64,7 +65,8 @@ class TrainConfig:
         checks = {"lr": self.lr > 0, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
                   "epochs": self.epochs > 0, "warmup_ratio": 0 <= self.warmup_ratio < 1,
                   "max_steps": self.max_steps is None or self.max_steps >= 1,
-                  "eval_every": self.eval_every >= 1, "checkpoint_every": self.checkpoint_every >= 1,
+                  "eval_every": self.eval_every >= 1, "group_window": self.group_window >= 1,
+                  "checkpoint_every": self.checkpoint_every >= 1,
                   "mixed_precision": self.mixed_precision in ("auto", "no", "bf16", "fp16")}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -80,13 +82,14 @@ class TrainConfig:
 class LengthGroupedSampler(Sampler[list[int]]):
     """Batches of similar-length examples, in a random order that depends only on (seed, epoch).
 
-    Indices are shuffled, cut into mega-batches of 50 batches, sorted by length inside each, cut into batches,
-    and the batches shuffled: randomness is kept while padding shrinks.
+    Indices are shuffled, cut into windows of `window` batches, sorted by length inside each, cut into batches,
+    and the batches shuffled: padding shrinks while batches stay random. A wider window pads less but makes
+    each batch more uniform in length (window 1, or grouped=False: plain shuffled batches).
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, grouped: bool = True):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, grouped: bool = True, window: int = 50):
         self.lengths, self.batch_size, self.seed, self.grouped = np.asarray(lengths), batch_size, seed, grouped
-        self.epoch = 0
+        self.window, self.epoch = window, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -95,7 +98,7 @@ class LengthGroupedSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
         if self.grouped:
-            mega = self.batch_size * 50
+            mega = self.batch_size * self.window
             order = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")]
                                     for chunk in np.split(order, range(mega, len(order), mega))])
         batches = [order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
@@ -154,7 +157,7 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
     train = _tokenize(tokenizer, list(data["train"]["text"]), list(data["train"]["label"]), cfg.max_length,
                       num_labels)
     sampler = LengthGroupedSampler([len(x["input_ids"]) for x in train], cfg.batch_size, cfg.seed,
-                                   cfg.length_grouped)
+                                   cfg.length_grouped, cfg.group_window)
     # Every DataLoader iteration draws a seed from its generator; a private one keeps the global RNG (dropout)
     # untouched, so a resumed run sees exactly the random numbers an uninterrupted run would.
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),

@@ -1,0 +1,96 @@
+"""Batched episodic environments for `camp.rl`'s loops (emotion inference). Introduced in lesson 05.
+
+Both follow one small protocol, the batch version of Gymnasium's:
+
+* `n` people per rollout and `max_turns` steps at most per episode;
+* `seed(s)`, then `reset() -> obs` of shape (n, D) and `step(actions) -> (obs, rewards, terminated, info)`,
+  with `info["correct"]` saying whether each action named the person's dominant emotion;
+* `state_dict()` / `load_state_dict()` for the random state, so training resumes exactly.
+
+Observations are frozen MiniLM features (384 floats), so a policy is a small head and thousands of episodes
+take seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from camp.env import BatchedEmpathy, infer_reward, initial_distribution
+
+
+class _Seeded:
+    rng: np.random.Generator
+
+    def seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+class EmotionGuessing(_Seeded):
+    """One-turn emotion inference over a labelled corpus: the article's task.
+
+    Each of `n` people says one text X (drawn at random from `features`/`labels`) and feels a distribution P
+    over the six emotions: about 80 % on the text's label, the rest spread with some individual colour
+    (`camp.env.initial_distribution`). The agent names Y; the reward is log P(Y | X) (or 1/0 for naming the
+    dominant emotion when `correctness`). Every episode ends after that one step.
+    """
+
+    max_turns = 1
+
+    def __init__(self, features: np.ndarray, labels, n: int = 256, correctness: bool = False, seed: int = 0):
+        self.features, self.labels = np.asarray(features, dtype=np.float32), np.asarray(labels)
+        if self.features.ndim != 2 or len(self.features) != len(self.labels):
+            raise ValueError(f"features must be (N, D) with one label per row; got {self.features.shape} and "
+                             f"{self.labels.shape}")
+        if len(self.labels) == 0 or self.labels.min() < 0 or self.labels.max() > 5:
+            raise ValueError("labels must be emotion indices 0..5 and there must be at least one")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        self.n, self.correctness = n, correctness
+        self.seed(seed)
+
+    def reset(self) -> np.ndarray:
+        self.idx = self.rng.integers(0, len(self.labels), self.n)
+        self.probs = initial_distribution(self.labels[self.idx], self.rng)
+        return self.features[self.idx]  # (n, D)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = np.asarray(actions)
+        reward = infer_reward(self.probs, actions, self.correctness)
+        correct = actions == self.probs.argmax(axis=1)
+        return self.features[self.idx], reward, np.ones(self.n, dtype=bool), {"correct": correct}
+
+
+class InferDialogues(_Seeded):
+    """Multi-turn emotion inference with the lesson-03 people (`BatchedEmpathy` in infer mode).
+
+    Each turn the person says a line, the agent names an emotion, the person's feelings move (named right, they
+    feel understood and ease; named wrong, they drift towards anger or sadness) and they answer. Reward per turn
+    is log P(Y_t | X_t) under the person's *current* distribution, so credit must flow across turns: GAE's job.
+    Episodes end when the person feels better, or after `max_turns`.
+    """
+
+    def __init__(self, n: int = 128, max_turns: int = 4, situations=None, correctness: bool = False, seed: int = 0):
+        from camp.models import cached_embed
+
+        self.world = BatchedEmpathy(n, "infer", max_turns, situations=situations, correctness=correctness)
+        lines = sorted({t for s in self.world.situations for t in (s.opening, *s.better, *s.worse)})
+        self.vectors = dict(zip(lines, cached_embed(lines), strict=True))
+        self.n, self.max_turns = n, max_turns
+        self.seed(seed)
+
+    def _obs(self, said: list[str]) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in said])  # (n, 384)
+
+    def reset(self) -> np.ndarray:
+        return self._obs(self.world.reset(self.rng))
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        truth = self.world.state["probs"].argmax(axis=1)
+        said, reward, terminated, _truncated, _ = self.world.step(np.asarray(actions))
+        return self._obs(said), reward, terminated, {"correct": np.asarray(actions) == truth}
