@@ -31,9 +31,10 @@ def clean(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def understood_score(signals: dict) -> np.ndarray:
-    """How understood each reply made the person feel, in [0, 1]; a dismissive reply scores 0."""
+    """How understood each reply made the person feel, in [0, 1]; a dismissive reply scores 0, and the share of
+    it that only repeats their own words counts for nothing."""
     u = 0.4 * signals["recognition"] + 0.35 * signals["relevance"] + 0.25 * signals["tone"]
-    return np.clip(u, 0.0, 1.0) * (1.0 - signals["dismissive"])
+    return np.clip(u, 0.0, 1.0) * (1.0 - signals["dismissive"]) * (1.0 - signals.get("parroting", 0.0))
 
 
 def transition(state: dict, signals: dict) -> tuple[dict, np.ndarray]:

@@ -1,12 +1,15 @@
 """The listener: how the simulated person perceives a reply. Introduced in lesson 03.
 
-It answers four questions about each reply, all in [0, 1], for a whole batch at once:
+It answers five questions about each reply, all in [0, 1], for a whole batch at once:
 
 * recognition: does the reply recognise the person's emotion? (the emotion a classifier reads in the reply,
   or an explicit feeling word of that emotion);
 * relevance: is it about their situation? (MiniLM cosine between reply and situation, rescaled);
 * tone: does its sentiment fit the emotion? (VADER compound inside the band that suits it);
-* dismissive: does it brush them off? (phrases such as "calm down" or "get over it").
+* dismissive: does it brush them off? (phrases such as "calm down" or "get over it");
+* parroting: does it just say their words back? (share of its word 3-grams copied from what they said). Lesson
+  06's first RL run found this hole: echoing a person's own sentence scored as perfectly relevant and
+  recognising, so the policy learned to repeat people. Nobody feels understood by that.
 
 The emotion classifier is, by default, a linear head on frozen MiniLM features fitted on camp's corpus in a few
 seconds and cached; any classifier with `predict_proba`-style output, such as a lesson-02 model, can replace it.
@@ -76,7 +79,7 @@ class Listener:
         return cls(embed, lambda texts: predict_proba(model, tokenizer, texts))
 
     def perceive(self, replies: Sequence[str], emotions: Sequence[str], contexts: Sequence[str]) -> dict:
-        """The four signals for each (reply, person's emotion, person's situation), as arrays of shape (N,)."""
+        """The five signals for each (reply, person's emotion, person's situation), as arrays of shape (N,)."""
         replies, contexts = list(replies), list(contexts)
         new = sorted({c for c in contexts if c not in self._contexts})
         if len(self._contexts) + len(new) > 50_000:
@@ -97,7 +100,9 @@ class Listener:
         low, high = np.array([TONE_BAND[e] for e in emotions]).T
         tone = 1.0 - np.clip(np.maximum(low - compound, compound - high), 0.0, 1.0)
         dismissive = np.array([rewards.is_dismissive(r) for r in replies], dtype=float)
+        parroting = np.array([rewards.copied_share(r, c) for r, c in zip(replies, contexts, strict=True)])
         return {"recognition": recognition, "relevance": relevance, "tone": tone, "dismissive": dismissive,
+                "parroting": parroting,
                 "reply_probs": probs}
 
 

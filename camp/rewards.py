@@ -81,6 +81,21 @@ def distinct_n(completions: Sequence[str], n: int = 2) -> list[float]:
     return out
 
 
+def copied_share(reply: str, source: str, n: int = 3) -> float:
+    """Share of the reply's word n-grams that also occur in `source`: 1.0 when it repeats them word for word.
+
+    >>> copied_share("i failed my driving test again", "I failed my driving test again today.")
+    1.0
+    >>> copied_share("that sounds so disappointing after all your practice", "I failed my driving test again.")
+    0.0
+    """
+    toks = words(reply)
+    src = words(source)
+    seen = {tuple(src[i:i + n]) for i in range(len(src) - n + 1)}
+    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    return round(sum(g in seen for g in grams) / len(grams), 3) if grams else 0.0
+
+
 def corpus_distinct_n(completions: Sequence[str], n: int = 2) -> float:
     """Distinct n-grams across all replies / all n-grams: low when every reply says the same thing.
 

@@ -156,3 +156,15 @@ def test_listener_accepts_a_learners_classifier():
     other, tok = models.load_encoder("auto", num_labels=3)
     with pytest.raises(ValueError, match="must predict"):
         Listener.from_classifier(other, tok)
+
+
+def test_parroting_their_words_back_is_not_understanding(listener):
+    # Lesson 06's first RL run learned to repeat each person's own sentence; the listener now sees through it.
+    people = data.load_situations()[:24]
+    world = BatchedEmpathy(len(people), "respond", max_turns=1, listener=listener)
+    said = world.reset(np.random.default_rng(0), people)
+    _, parrot, *_ = world.step(list(said))
+    assert (parrot < 0).all()
+    world.reset(np.random.default_rng(0), people)
+    _, oracle, _, _, info = world.step(policies.oracle(said, people))
+    assert oracle.mean() > parrot.mean() + 0.2 and (info["signals"]["parroting"] < 0.5).all()
