@@ -1,4 +1,4 @@
-"""`python -m camp <command>`: lessons, doctor, run, train-classifier, bench."""
+"""`python -m camp <command>`: lessons, doctor, run, train-classifier, train-rlhf, bench."""
 
 from __future__ import annotations
 
@@ -75,6 +75,44 @@ def _train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_rlhf(args: argparse.Namespace) -> int:
+    import json
+
+    from accelerate import PartialState
+
+    from camp import data, lm, rlhf, utils
+
+    utils.set_seed(args.seed)
+    policy = lm.PolicyWithValue.from_pretrained(args.model)
+    train_people, _ = rlhf.split_situations(data.load_situations())
+    preset = rlhf.RLHFConfig.quick if args.quick else rlhf.RLHFConfig
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
+                                   "n_minibatches": args.n_minibatches,
+                                   "replies_per_person": args.replies_per_person, "max_new_tokens": args.max_new_tokens,
+                                   "checkpoint_every": args.checkpoint_every, "lr": args.lr,
+                                   "kl_coef": args.kl_coef, "target_kl": args.target_kl}.items() if v is not None}
+    if args.no_kl:
+        overrides.update(kl_coef=0.0, adaptive_kl=False)
+    cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress, **overrides)
+    heldout = rlhf.split_situations(data.load_situations())[1]
+    if args.eval and PartialState().is_main_process:
+        before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
+                                       reference=True)
+    policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, resume=args.resume)
+    if PartialState().is_main_process:
+        utils.atomic_write_bytes(Path(args.out) / "history.json", json.dumps(history, indent=2).encode())
+        if args.eval:
+            after = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens)
+            result = {"before": before, "after": after, "judge_win_rate": rlhf.win_rate(after["replies"],
+                                                                                         before["replies"])}
+            utils.atomic_write_bytes(Path(args.out) / "eval.json", json.dumps(result, indent=2).encode())
+            print(json.dumps({k: {m: round(v, 3) for m, v in result[k].items() if m != "replies"}
+                              for k in ("before", "after")}))
+        policy.save_adapters(Path(args.out) / "adapters")
+        print(json.dumps(history[-1]))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from camp import bench
 
@@ -107,9 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train_classifier)
+    p = sub.add_parser("train-rlhf", help="PPO with a KL penalty on SmolLM2 + LoRA against the empathy "
+                       "environment (works under accelerate launch)")
+    p.add_argument("--out", required=True, help="folder for checkpoint.safetensors, history.json and adapters/")
+    p.add_argument("--model", default="auto", help="policy: auto (SmolLM2-135M-Instruct), a hub name or a folder")
+    p.add_argument("--quick", action="store_true", help="use RLHFConfig.quick()")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
+    p.add_argument("--no-kl", action="store_true", help="no KL penalty (kl_coef 0, not adaptive): watch it drift")
+    p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
+                   "(eval.json)")
+    for name, kind in (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
+                       ("max-new-tokens", int),
+                       ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
+                       ("target-kl", float)):
+        p.add_argument(f"--{name}", type=kind)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train_rlhf)
     p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), env (respond-mode "
-                       "steps/s at batch 64), policies (scripted policies' returns over 200 episodes)")
-    p.add_argument("what", choices=("classifier", "env", "policies"))
+                       "steps/s at batch 64), policies (scripted policies' returns over 200 episodes), rl (rollout "
+                       "tokens/s and PPO update samples/s, batched with KV cache vs a naive loop)")
+    p.add_argument("what", choices=("classifier", "env", "policies", "rl"))
     p.add_argument("--steps", type=int, default=400, help="optimizer steps per run (400 = 3.2 epochs)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, same for both loops")

@@ -1,0 +1,129 @@
+"""camp.rlhf's loop on the real SmolLM2-135M: guards, temperature, evaluation, and SIGKILL then resume."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from camp import checkpoint, data, lm, rlhf
+
+
+@pytest.fixture(scope="module")
+def people():
+    train, heldout = rlhf.split_situations(data.load_situations())
+    return train, heldout
+
+
+def _fresh():
+    torch.manual_seed(0)
+    return lm.PolicyWithValue.from_pretrained(device="cpu")
+
+
+def _tiny(**overrides):
+    return rlhf.RLHFConfig(**{"steps": 2, "batch_size": 2, "replies_per_person": 2, "n_minibatches": 1, "ppo_epochs": 1, "max_new_tokens": 6,
+                              "progress": False, **overrides})
+
+
+def test_response_logprobs_use_the_sampling_temperature():
+    policy = _fresh()
+    batch = policy.generate(lm.chat_prompts(policy.tokenizer, ["I failed my exam."]), max_new_tokens=5,
+                            do_sample=False)
+    plain, _ = policy.token_logprobs(batch["query_ids"], batch["query_mask"], batch["response_ids"],
+                                     batch["response_mask"])
+    same, _, _ = rlhf.response_logprobs(policy, batch, temperature=1.0)
+    hot, _, logits = rlhf.response_logprobs(policy, batch, temperature=2.0)
+    assert torch.allclose(same, plain, atol=1e-5)
+    # at T = 2 the log-probs are those of softmax(logits / 2): recompute by hand from the T = 1 logits
+    _, _, cold_logits = rlhf.response_logprobs(policy, batch, temperature=1.0)
+    by_hand = torch.log_softmax(cold_logits / 2.0, -1).gather(-1, batch["response_ids"][..., None]).squeeze(-1)
+    assert torch.allclose(hot, by_hand, atol=1e-5) and not torch.allclose(hot, same, atol=1e-3)
+
+
+def test_nan_scores_stop_training_with_a_clear_error(people):
+    def nan_scores(replies, who):
+        return np.full(len(replies), np.nan)
+
+    policy = _fresh()
+    with pytest.raises(FloatingPointError, match="NaN in, NaN out"):
+        rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(), score_fn=nan_scores)
+
+
+def test_kl_explosion_stops_training_with_a_clear_error(people):
+    policy = _fresh()
+
+    def reward_long(replies, who):  # any signal will do; a huge lr makes the policy leave the reference fast
+        return np.array([len(r) / 10 for r in replies])
+
+    with pytest.raises(RuntimeError, match="drifted too far"):
+        rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(steps=6, lr=0.5, kl_limit=0.5),
+                        score_fn=reward_long)
+
+
+def test_too_few_situations_are_refused(people):
+    policy = _fresh()
+    with pytest.raises(ValueError, match="cannot fill a batch"):
+        rlhf.train_rlhf(policy, policy.tokenizer, people[0][:1], _tiny(batch_size=4))
+
+
+def test_evaluate_replies_measures_each_held_out_person(people):
+    policy = _fresh()
+    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:3], max_new_tokens=8, batch_size=2)
+    assert len(result["replies"]) == 3 and all(isinstance(r, str) for r in result["replies"])
+    assert math.isfinite(result["reward"]) and 0.0 <= result["distinct_2"] <= 1.0
+    assert result["perplexity"] > 1.0 and 0 < result["length"] <= 8
+    # with the adapters untouched, the policy is the reference: same seed, same replies
+    again = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:3], max_new_tokens=8, batch_size=2,
+                                  reference=True)
+    assert again["replies"] == result["replies"]
+
+
+def test_win_rate_counts_ties_as_half():
+    assert rlhf.win_rate(["I am so sorry, that sounds painful."], ["I am so sorry, that sounds painful."]) == 0.5
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+def _cli(out, *extra):
+    return [sys.executable, "-m", "camp", "train-rlhf", "--out", str(out), "--quick", "--steps", "6",
+            "--batch-size", "2", "--replies-per-person", "2", "--n-minibatches", "1", "--max-new-tokens", "6", "--checkpoint-every", "1",
+            "--seed", "3", "--no-progress", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_cli(straight), check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(_cli(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path, step, deadline = killed / "checkpoint.safetensors", 0, time.time() + 300
+    while step < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        if path.exists():
+            step = checkpoint.load_checkpoint(path)[1]["progress"]["step"]
+    assert proc.poll() is None, "training finished before it could be killed; give it more steps"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= step < 6 and not (killed / "history.json").exists()
+
+    subprocess.run(_cli(killed, "--resume"), check=True, capture_output=True, timeout=600)
+    a = json.loads((straight / "history.json").read_text())
+    b = json.loads((killed / "history.json").read_text())
+    assert [h["step"] for h in b] == list(range(1, 7))
+    for key in ("reward/score", "objective/kl", "objective/beta", "loss/policy", "loss/value"):
+        assert [h[key] for h in a] == pytest.approx([h[key] for h in b], abs=1e-4), key
+
+
+def test_bench_rl_reports_both_loops_on_the_same_work():
+    from camp import bench
+
+    result = bench.rl(batch_size=2, new_tokens=3, epochs=1, n_minibatches=1)
+    for loop in ("camp", "naive"):
+        assert result[loop]["rollout_tokens_per_s"] > 0 and result[loop]["update_samples_per_s"] > 0
+    assert result["rollout_speedup"] == pytest.approx(
+        result["camp"]["rollout_tokens_per_s"] / result["naive"]["rollout_tokens_per_s"], rel=0.02)
