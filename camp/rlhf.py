@@ -340,6 +340,11 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
         # 2. score each reply with the environment
         scores = torch.as_tensor(np.asarray(score_fn(batch["texts"], people), dtype=np.float32),
                                  device=mask.device)
+        if not torch.isfinite(scores).all():
+            bad = [i for i in range(len(scores)) if not math.isfinite(scores[i].item())]
+            raise FloatingPointError(f"step {step + 1}: the score function returned {scores[bad[0]].item()} for "
+                                     f"{len(bad)} of {len(scores)} replies (first: {batch['texts'][bad[0]]!r}); "
+                                     "fix the scorer before training on it (NaN in, NaN out).")
         # 3. log-probs under the policy and the reference; KL-penalised per-token rewards
         with torch.no_grad():
             old_logprobs, old_values, _ = response_logprobs(model, batch, cfg.temperature)
@@ -366,7 +371,7 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(cfg.batch_size).chunk(cfg.n_minibatches):
-                mini = {k: v[idx] for k, v in batch.items() if torch.is_tensor(v)}
+                mini = {key: v[idx] for key, v in batch.items() if torch.is_tensor(v)}
                 m = mask[idx]
                 with accelerator.autocast():
                     logprobs, values, logits = response_logprobs(model, mini, cfg.temperature)
