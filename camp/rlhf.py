@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from camp import checkpoint as ckpt
 from camp.rl import compute_gae, masked_mean, ppo_clip_loss, value_loss, whiten
-from camp.utils import get_device, set_seed
+from camp.utils import get_device, mixed_precision, set_seed
 
 
 # ---------------------------------------------------------------------------------------------------- KL
@@ -278,14 +278,6 @@ class _Trainable:
         return [n for n in own if n not in weights], [n for n in weights if n not in own]
 
 
-def _mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
 # ---------------------------------------------------------------------------------------------------- loop
 def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConfig | None = None,
                score_fn: Callable[[list[str], Sequence], np.ndarray] | None = None, resume: bool = False,
@@ -306,7 +298,7 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
                          f"{cfg.replies_per_person} per person")
     score_fn = score_fn or env_scorer()
     set_seed(cfg.seed)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
                               cpu=get_device("auto").type == "cpu")
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     model, optimizer = accelerator.prepare(policy, optimizer)

@@ -34,7 +34,7 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 
 from camp import checkpoint as ckpt
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
-from camp.utils import get_device, set_seed
+from camp.utils import get_device, mixed_precision, set_seed
 
 
 @dataclass
@@ -121,14 +121,6 @@ def _tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, n
             for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
 
 
-def _mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
 @dataclass
 class _State:
     step: int = 0
@@ -152,7 +144,7 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
     set_seed(cfg.seed)
     # cpu=True on a machine without an accelerator lets `accelerate launch --multi_gpu --num_processes N`
     # start N CPU processes that talk over gloo (DistributedType.MULTI_CPU).
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
                               gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
     train = _tokenize(tokenizer, list(data["train"]["text"]), list(data["train"]["label"]), cfg.max_length,
                       num_labels)

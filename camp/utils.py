@@ -23,6 +23,15 @@ HUB_HOST = "huggingface.co"
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def mixed_precision(choice: str = "auto") -> str:
+    """Accelerate's mixed_precision for `choice`; "auto" is bf16 on GPUs that support it, fp16 on others, none on CPU."""
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
 def get_device(preference: str = "auto") -> torch.device:
     """Return the torch device to use.
 

@@ -25,3 +25,29 @@ LESSONS = sorted((ROOT / "lessons").glob("*/*.ipynb"))
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def _kill_after_checkpoint(cmd: list[str], path: Path, min_step: int, timeout: float = 300) -> int:
+    """Start `cmd`, SIGKILL it once the checkpoint at `path` records `min_step` steps, and return that step."""
+    import signal
+    import subprocess
+    import time
+
+    from camp import checkpoint
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    step, deadline = 0, time.time() + timeout
+    while step < min_step and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        if path.exists():
+            step = checkpoint.load_checkpoint(path)[1]["progress"]["step"]
+    assert proc.poll() is None, "training finished before it could be killed; give it more steps"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return step
+
+
+@pytest.fixture
+def kill_after_checkpoint():
+    """A training subprocess killed with SIGKILL part-way, as a crash or a lost Colab session would."""
+    return _kill_after_checkpoint

@@ -2,17 +2,14 @@
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from camp import checkpoint, data, lm, rlhf
+from camp import data, lm, rlhf
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +93,11 @@ def _cli(out, *extra):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(_cli(straight), check=True, capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(_cli(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path, step, deadline = killed / "checkpoint.safetensors", 0, time.time() + 300
-    while step < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-        if path.exists():
-            step = checkpoint.load_checkpoint(path)[1]["progress"]["step"]
-    assert proc.poll() is None, "training finished before it could be killed; give it more steps"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    step = kill_after_checkpoint(_cli(killed), killed / "checkpoint.safetensors", min_step=2)
     assert 2 <= step < 6 and not (killed / "history.json").exists()
 
     subprocess.run(_cli(killed, "--resume"), check=True, capture_output=True, timeout=600)

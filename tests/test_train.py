@@ -1,11 +1,8 @@
 """camp.train, camp.checkpoint, camp.metrics and camp.models.load_encoder."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -158,21 +155,13 @@ def _metrics(folder: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
     args = ["--train-limit", "384", "--max-steps", "24", "--eval-every", "8", "--checkpoint-every", "4",
             "--lr", "2e-4", "--seed", "7"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(cli("--out", str(straight), *args), check=True, capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(cli("--out", str(killed), *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt_path, step, deadline = killed / "checkpoint.safetensors", 0, time.time() + 300
-    while step < 12 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if ckpt_path.exists():
-            step = checkpoint.load_checkpoint(ckpt_path)[1]["progress"]["step"]
-    assert proc.poll() is None, "training finished before it could be killed; give it more steps"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    step = kill_after_checkpoint(cli("--out", str(killed), *args), killed / "checkpoint.safetensors", min_step=12)
     assert 12 <= step < 24 and not (killed / "metrics.json").exists()
 
     subprocess.run(cli("--out", str(killed), *args, "--resume"), check=True, capture_output=True, timeout=600)
