@@ -84,7 +84,7 @@ def _train_rlhf(args: argparse.Namespace) -> int:
 
     utils.set_seed(args.seed)
     policy = lm.PolicyWithValue.from_pretrained(args.model)
-    train_people, _ = rlhf.split_situations(data.load_situations())
+    train_people, heldout = rlhf.split_situations(data.load_situations())
     preset = rlhf.RLHFConfig.quick if args.quick else rlhf.RLHFConfig
     overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
                                    "n_minibatches": args.n_minibatches,
@@ -94,7 +94,6 @@ def _train_rlhf(args: argparse.Namespace) -> int:
     if args.no_kl:
         overrides.update(kl_coef=0.0, adaptive_kl=False)
     cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress, **overrides)
-    heldout = rlhf.split_situations(data.load_situations())[1]
     if args.eval and PartialState().is_main_process:
         before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
                                        reference=True)
@@ -146,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train_classifier)
     p = sub.add_parser("train-rlhf", help="PPO with a KL penalty on SmolLM2 + LoRA against the empathy "
-                       "environment (works under accelerate launch)")
+                       "environment")
     p.add_argument("--out", required=True, help="folder for checkpoint.safetensors, history.json and adapters/")
     p.add_argument("--model", default="auto", help="policy: auto (SmolLM2-135M-Instruct), a hub name or a folder")
     p.add_argument("--quick", action="store_true", help="use RLHFConfig.quick()")
