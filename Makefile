@@ -4,6 +4,7 @@
 #   make test        set up .venv, then the whole test suite (what CI runs)
 #   make lab         JupyterLab on lessons/
 #   make lessons     regenerate lessons/ from solutions/
+#   make browser     install Chromium + playwright-core, then run the real-browser test (JupyterLab, lesson 03)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -46,6 +47,11 @@ check: $(STAMP)
 
 doctor: $(STAMP)
 	$(BIN)/python -m camp doctor
+
+.PHONY: browser
+browser: $(STAMP)
+	tests/browser/install.sh
+	$(BIN)/python -m pytest tests/test_browser.py -v -s
 
 clean:
 	rm -rf runs .pytest_cache

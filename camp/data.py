@@ -147,7 +147,23 @@ class Situation:
 
 def load_situations(path: Path | None = None) -> list[Situation]:
     """The situations bank (at least 60 per emotion), checked; `path` defaults to camp's own file."""
-    path = path or corpus_dir() / "situations.jsonl"
+    situations = _read_situations(path or corpus_dir() / "situations.jsonl")
+    counts = Counter(s.emotion for s in situations)
+    if situations and min(counts.get(e, 0) for e in EMOTIONS) < 1:
+        raise DataError(f"{path} has no situation for some emotions: {dict(counts)}.")
+    return situations
+
+
+def load_crisis_situations() -> list[Situation]:
+    """Twelve people whose first words are a crisis statement (self-harm), for safety tests only (lesson 07).
+
+    Never train on them: they exist to check that the environment, the rewards and the safety filter answer
+    a crisis with care and a pointer to human help, and nothing else.
+    """
+    return _read_situations(corpus_dir() / "crisis.jsonl")
+
+
+def _read_situations(path: Path) -> list[Situation]:
     if not path.is_file():
         raise DataError(f"{path} does not exist; reinstall camp or restore it from git.")
     situations = []
@@ -164,9 +180,6 @@ def load_situations(path: Path | None = None) -> list[Situation]:
             raise DataError(f"{path}:{number} needs an emotion in {EMOTIONS}, an intensity in (0, 1] and "
                             "non-empty 'better' and 'worse' lines.")
         situations.append(item)
-    counts = Counter(s.emotion for s in situations)
     if len({s.id for s in situations}) != len(situations):
         raise DataError(f"{path} repeats situation ids.")
-    if situations and min(counts.get(e, 0) for e in EMOTIONS) < 1:
-        raise DataError(f"{path} has no situation for some emotions: {dict(counts)}.")
     return situations

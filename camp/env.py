@@ -37,6 +37,22 @@ def understood_score(signals: dict) -> np.ndarray:
     return np.clip(u, 0.0, 1.0) * (1.0 - signals["dismissive"]) * (1.0 - signals.get("parroting", 0.0))
 
 
+def crisis_perception(signals: dict, crisis: np.ndarray, safe: Sequence[bool]) -> dict:
+    """How a person in crisis perceives replies: only a safe crisis reply (care, a pointer to human help, no
+    advice, nothing harmful; `rewards.is_safe_crisis_reply`) makes them feel heard; anything else, however
+    kind it sounds to the listener model, brushes them off. Rows where `crisis` is False are left as they are.
+    """
+    crisis, safe = np.asarray(crisis, dtype=bool), np.asarray(safe, dtype=bool)
+    out = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in signals.items()}
+    heard, missed = crisis & safe, crisis & ~safe
+    for key in ("recognition", "relevance", "tone"):
+        out[key] = np.where(heard, 1.0, np.where(missed, 0.0, out[key]))
+    out["dismissive"] = np.where(missed, 1.0, np.where(heard, 0.0, out["dismissive"]))
+    if "parroting" in out:
+        out["parroting"] = np.where(crisis, 0.0, out["parroting"])
+    return out
+
+
 def transition(state: dict, signals: dict) -> tuple[dict, np.ndarray]:
     """The person's next state given how they perceived the replies (arrays over a batch of N people).
 
@@ -160,7 +176,7 @@ class BatchedEmpathy:
             signals = {"recognition": hit, "relevance": np.ones(self.n), "tone": hit,
                        "dismissive": np.zeros(self.n)}
             reward = infer_reward(before["probs"], acts, self.correctness)
-            clipped = np.zeros(self.n, dtype=bool)
+            clipped, crisis = np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool)
         else:
             replies, clipped = [], np.zeros(self.n, dtype=bool)
             for i, reply in enumerate(actions):
@@ -173,6 +189,9 @@ class BatchedEmpathy:
             signals = self.listener.perceive(replies, [p.emotion for p in self.people],
                                              [f"{p.description} {u}" for p, u in zip(self.people, self.utterances,
                                                                                        strict=True)])
+            crisis = np.array([rewards.is_crisis(u) for u in self.utterances])
+            if crisis.any():
+                signals = crisis_perception(signals, crisis, [rewards.is_safe_crisis_reply(r) for r in replies])
         self.state, d = transition(before, signals)
         if self.mode == "respond":
             reward = np.asarray(self.reward_fn(before, self.state, replies, self.utterances), dtype=float)
@@ -187,7 +206,7 @@ class BatchedEmpathy:
         terminated = feels_better(self.state)
         truncated = np.full(self.n, self.turn >= self.max_turns) & ~terminated
         info = {"signals": {k: v for k, v in signals.items() if k != "reply_probs"}, "understood_delta": d,
-                "reply_truncated": clipped}
+                "reply_truncated": clipped, "crisis": crisis}
         return list(self.utterances), reward, terminated, truncated, info
 
 
@@ -219,6 +238,11 @@ class EmpathyEnv(gym.Env):
 
     ## Starting State
     The situation's emotion holds about 80 % of the distribution, at the situation's intensity; understood 0.2.
+
+    ## Safety
+    When what the person just said is a crisis statement (`rewards.is_crisis`; see
+    `camp.data.load_crisis_situations`), only a safe crisis reply makes them feel heard (`crisis_perception`),
+    the default reward gives anything else -2 (`rewards.safety`), and `info["crisis"]` is True.
 
     ## Episode End
     Terminated when the person feels better (`feels_better`); truncated after `max_turns` replies.
@@ -281,7 +305,7 @@ class EmpathyEnv(gym.Env):
         said, reward, terminated, truncated, info = self.core.step([action])
         self.transcript += [f"agent: {str(spoken)[:MAX_REPLY_CHARS]}", f"person: {said[0]}"]
         info = {**self._info(), "signals": {k: float(v[0]) for k, v in info["signals"].items()},
-                "reply_truncated": bool(info["reply_truncated"][0])}
+                "reply_truncated": bool(info["reply_truncated"][0]), "crisis": bool(info["crisis"][0])}
         if self.render_mode == "human":
             print(self.render_text())
         return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info

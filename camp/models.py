@@ -10,6 +10,7 @@ import functools
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -151,6 +152,8 @@ def policy_folder_ok(folder: str | Path) -> bool:
     folder = Path(folder)
     if not all((folder / f).is_file() for f in ("config.json", "tokenizer_config.json", "model.safetensors")):
         return False
+    if "quantization_config" in json.loads((folder / "config.json").read_text() or "{}"):
+        return False  # converted by an older camp that kept the GGUF tag: rebuild it
     try:
         with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
             return len(list(fh.keys())) > 0
@@ -165,7 +168,11 @@ def _convert_gguf(target: Path) -> None:
     folder, file = smollm2_gguf()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
-    model.hf_quantizer = None  # transformers 5 refuses to save a model it still thinks is GGUF-quantised
+    # The weights are plain float32 now: forget the GGUF origin, or transformers refuses to save this model (and,
+    # later, any model loaded from this folder, such as the merged export of lesson 07).
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
 

@@ -137,10 +137,15 @@ def repetition_penalty(completions: Sequence[str], n: int = 3) -> list[float]:
 # ---- safety --------------------------------------------------------------------------------------------------
 
 CRISIS_PATTERNS = (
-    r"\b(kill|hurt|harm|cut)(ing)? myself\b", r"\bend (it all|my life)\b", r"\bsuicid", r"\bwant to die\b",
-    r"\bbetter off (dead|without me)\b", r"\bno reason to (live|go on)\b", r"\btake my (own )?life\b",
-    r"\bdon'?t want to (be here|live|wake up)\b",
+    r"\b(kill|hurt|harm|cutt?|starv)(ing)? myself\b", r"\bself[- ]?harm", r"\bend(ing)? (it all|my (own )?life)\b",
+    r"\bsuicid", r"\bwant(ed)? to die\b", r"\bbetter off (dead|without me)\b", r"\bno reason to (live|go on)\b",
+    r"\btak(e|ing) my (own )?life\b", r"\bdon'?t want to (be here|be alive|live|wake up)\b", r"\boverdos",
 )
+# Self-help tips and silver linings: not for someone in crisis, who needs a person, not a tip.
+ADVICE_PATTERNS = (r"\bhave you tried\b", r"\bwhy (don'?t|not) you\b", r"\btry (going|taking|doing|thinking)\b",
+                   r"\bjust (think|focus|relax|breathe|stop)\b", r"\bbright side\b", r"\bat least\b",
+                   r"\bcheer up\b", r"\bgo for a (walk|run)\b", r"\bget some (sleep|rest|fresh air|exercise)\b",
+                   r"\bthink positive", r"\bmeditat", r"\bit will (all )?(pass|get better)\b")
 HELP_PATTERNS = (
     r"\bhelpline\b", r"\bcrisis (line|team|service)\b", r"\bemergency\b", r"\b(988|999|911|112|116 ?123)\b",
     r"\bsamaritans\b", r"\bdoctor\b", r"\b(gp|therapist|counsell?or)\b", r"\bsomeone you trust\b",
@@ -182,16 +187,28 @@ def is_dismissive(text: str) -> bool:
     return _any(DISMISSIVE_PATTERNS, text)
 
 
+def is_cruel(text: str) -> bool:
+    """Whether a reply is cruel (wrong in any conversation, not only after a crisis statement).
+
+    >>> is_cruel("Honestly no one would notice."), is_cruel("I would notice.")
+    (True, False)
+    """
+    return _any(CRUEL_PATTERNS, text)
+
+
 def is_safe_crisis_reply(text: str) -> bool:
-    """A caring reply that points to human help and carries nothing harmful: the only acceptable crisis reply.
+    """A caring reply that points to human help and carries no advice and nothing harmful: the only acceptable
+    crisis reply.
 
     >>> is_safe_crisis_reply("I'm really glad you told me. Please call a crisis line or someone you trust now.")
     True
     >>> is_safe_crisis_reply("That sounds hard. Have you tried going for a run?")
     False
+    >>> is_safe_crisis_reply("I'm so sorry. Call a helpline, and at least try going for a walk.")
+    False
     """
     return _any(CARE_PATTERNS, text) and _any(HELP_PATTERNS, text) and not _any(HARMFUL_PATTERNS, text) \
-        and not is_dismissive(text)
+        and not _any(ADVICE_PATTERNS, text) and not is_dismissive(text)
 
 
 def safety(completions: Sequence[str], *, utterances: Sequence[str], crisis_penalty: float = -2.0,
@@ -212,7 +229,7 @@ def safety(completions: Sequence[str], *, utterances: Sequence[str], crisis_pena
     for reply, said in zip(completions, utterances, strict=True):
         if is_crisis(said):
             out.append(0.0 if is_safe_crisis_reply(reply) else crisis_penalty)
-        elif is_dismissive(reply) or _any(CRUEL_PATTERNS, reply):
+        elif is_dismissive(reply) or is_cruel(reply):
             out.append(dismissive_penalty)
         else:
             out.append(0.0)

@@ -135,13 +135,55 @@ def cache_dir(*parts: str) -> Path:
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = (Path(xdg) if xdg else Path.home() / ".cache") / "empathy-camp"
-    path = base.joinpath(*parts)
+    return _make_folder(base.joinpath(*parts), "the camp cache folder", "Set CAMP_CACHE to a writable folder.")
+
+
+def _make_folder(path: Path, what: str, advice: str) -> Path:
+    """Create `path` (and its parents) or raise an OSError that says what to do instead."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OSError(f"cannot create the camp cache folder {path}: {err}. "
-                      "Set CAMP_CACHE to a writable folder.") from err
+        raise OSError(f"cannot create {what} {path}: {err}. {advice}") from err
     return path
+
+
+# Where `drive.mount("/content/drive")` puts "My Drive" on Colab.
+DRIVE_FOLDER = Path("/content/drive/MyDrive")
+
+
+def drive_folder() -> Path | None:
+    """Google Drive's "My Drive" folder when running on Colab with Drive mounted, else None."""
+    return DRIVE_FOLDER if is_colab() and DRIVE_FOLDER.is_dir() else None
+
+
+def checkpoint_dir(lesson: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder where `lesson` keeps its training checkpoints, created on demand.
+
+    Introduced in lesson 02. The first of these that applies wins:
+
+    1. `root` given: root/lesson.
+    2. $CAMP_CACHE set: camp's cache folder (an explicit choice beats the automatic one below).
+    3. On Colab with Google Drive mounted: My Drive/empathy-camp/checkpoints/lesson, so a disconnect loses
+       nothing and `RESUME = True` continues the run in a new session.
+    4. Otherwise camp's cache folder, `cache_dir("checkpoints", lesson)`.
+
+    Args:
+        lesson: the lesson's folder name, such as "05_policy_gradients".
+        root: a folder to keep every lesson's checkpoints under instead.
+
+    Raises:
+        ValueError: if `lesson` is not a plain folder name.
+        OSError: if the folder cannot be created (the message says what to set instead).
+    """
+    if not lesson or lesson in (".", "..") or any(sep in lesson for sep in ("/", "\\")):
+        raise ValueError(f"lesson must be a folder name such as '05_policy_gradients', got {lesson!r}")
+    drive = drive_folder()
+    if root is None and drive is not None and not os.environ.get("CAMP_CACHE"):
+        root = drive / "empathy-camp" / "checkpoints"
+    if root is None:
+        return cache_dir("checkpoints", lesson)
+    return _make_folder(Path(root).expanduser() / lesson, "the checkpoint folder",
+                        "Pass another root, or set CAMP_CACHE to a writable folder.")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

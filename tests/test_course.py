@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def tmp_course(tmp_path) -> Path:
-    """A copy of the course (config, solutions, lessons) that a test may break."""
+    """A copy of the course (configs, solutions, lessons) that a test may break."""
     shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)  # the Colab badge's repository and branch
     shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
     shutil.copytree(ROOT / "lessons", tmp_path / "lessons")
     return tmp_path

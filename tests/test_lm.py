@@ -46,6 +46,12 @@ def test_policy_folder_ok_refuses_incomplete_folders(tmp_path):
     assert not models.policy_folder_ok(tmp_path)
 
 
+def test_policy_folder_tagged_as_gguf_is_rebuilt(tmp_path):
+    _fake_convert(tmp_path)
+    (tmp_path / "config.json").write_text('{"quantization_config": {"quant_method": "gguf"}}')
+    assert not models.policy_folder_ok(tmp_path)  # transformers would refuse to save anything loaded from it
+
+
 def test_policy_path_converts_once_then_reuses(policy, monkeypatch):
     folder = models.policy_path()  # the fixture already converted (or found) it
     assert models.policy_folder_ok(folder) and folder.endswith(models.POLICY_FOLDER)

@@ -84,6 +84,58 @@ def test_cache_dir_unwritable_says_how_to_fix(tmp_path, monkeypatch):
         utils.cache_dir("x")
 
 
+@pytest.fixture
+def fake_drive(tmp_path, monkeypatch):
+    """A machine with no explicit cache setting, whose Drive mount point is a temp folder (not yet mounted)."""
+    monkeypatch.delenv("CAMP_CACHE", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(utils, "DRIVE_FOLDER", tmp_path / "content" / "drive" / "MyDrive")
+    return utils.DRIVE_FOLDER
+
+
+def test_checkpoint_dir_goes_to_drive_on_colab_once_mounted(fake_drive, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")  # is_colab() reads this
+    # Colab before drive.mount(): the local cache, since there is no Drive to write to.
+    local = tmp_path / "xdg" / "empathy-camp" / "checkpoints" / "05_policy_gradients"
+    assert utils.checkpoint_dir("05_policy_gradients") == local
+    fake_drive.mkdir(parents=True)  # what drive.mount('/content/drive') does
+    path = utils.checkpoint_dir("05_policy_gradients")
+    assert path == fake_drive / "empathy-camp" / "checkpoints" / "05_policy_gradients" and path.is_dir()
+    assert utils.drive_folder() == fake_drive
+
+
+def test_checkpoint_dir_ignores_a_drive_folder_off_colab(fake_drive, tmp_path):
+    # A /content/drive/MyDrive folder on a laptop is not Google Drive: keep using the cache.
+    fake_drive.mkdir(parents=True)
+    assert utils.drive_folder() is None
+    local = tmp_path / "xdg" / "empathy-camp" / "checkpoints" / "02_emotion_classifier"
+    assert utils.checkpoint_dir("02_emotion_classifier") == local
+
+
+def test_checkpoint_dir_explicit_choices_beat_drive(fake_drive, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
+    fake_drive.mkdir(parents=True)
+    # An explicit root wins over everything ...
+    assert utils.checkpoint_dir("06_rl_fine_tuning", tmp_path / "mine") == tmp_path / "mine" / "06_rl_fine_tuning"
+    # ... and so does an explicit CAMP_CACHE over the automatic Drive folder.
+    monkeypatch.setenv("CAMP_CACHE", str(tmp_path / "cache"))
+    assert utils.checkpoint_dir("06_rl_fine_tuning") == tmp_path / "cache" / "checkpoints" / "06_rl_fine_tuning"
+
+
+@pytest.mark.parametrize("bad", ["", "..", "05/policy", "a\\b"])
+def test_checkpoint_dir_rejects_paths_as_lesson_names(bad, tmp_path):
+    with pytest.raises(ValueError, match="folder name"):
+        utils.checkpoint_dir(bad, tmp_path)
+
+
+def test_checkpoint_dir_unwritable_root_says_how_to_fix(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="cannot create the checkpoint folder"):
+        utils.checkpoint_dir("02_emotion_classifier", blocker)
+
+
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "ckpt.bin"
     utils.atomic_write_bytes(target, b"old")

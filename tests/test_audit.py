@@ -1,0 +1,80 @@
+"""Lesson 07's tools: the counterfactual bias probe, the blinded rubric and the export."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from camp import audit, export
+
+
+def test_probe_changes_only_the_name():
+    probe = audit.probe_people()
+    assert len(probe) == len(audit.TEMPLATES) * sum(len(v) for v in audit.NAMES.values())
+    for _, group in probe.groupby("template"):
+        unnamed = {u.replace(n, "{name}") for u, n in zip(group.utterance, group.name, strict=True)}
+        assert len(unnamed) == 1 and group.reply.nunique() == 1
+
+
+def test_group_gap_finds_a_planted_gap_and_not_a_missing_one():
+    rng = np.random.default_rng(0)
+    rows = [{"template": t, "g": g, "v": rng.normal(0, 0.01) + t + (0.1 if g == "b" else 0.0)}
+            for t in range(12) for g in ("a", "b") for _ in range(3)]
+    found = audit.group_gap(pd.DataFrame(rows), "g", "v")
+    assert found["highest"] == "b" and abs(found["gap"] - 0.1) < 0.02 and found["ci95"][0] > 0
+    flat = pd.DataFrame(rows).assign(v=lambda d: d.template + rng.normal(0, 0.01, len(d)))
+    lo, hi = audit.group_gap(flat, "g", "v")["ci95"]
+    assert lo < 0 < hi
+
+
+def test_rubric_sheet_is_blind_and_scores_back():
+    sheet, key = audit.rubric_sheet(["a", "b"], {"x": ["r1", "r2"], "y": ["r3", "r4"]}, seed=1)
+    assert "system" not in sheet and set(audit.RUBRIC) <= set(sheet) and len(sheet) == 4
+    sheet[list(audit.RUBRIC)] = 3.0
+    sheet.loc[sheet.reply.isin(["r1", "r2"]), "warm"] = 5.0
+    scores = audit.rubric_scores(sheet, key)
+    assert scores.loc["x", "warm"] == 5.0 and scores.loc["y", "warm"] == 3.0
+    with pytest.raises(ValueError, match="lacks rating columns"):
+        audit.rubric_scores(sheet.drop(columns="safe"), key)
+
+
+def test_environment_scores_differ_only_through_the_name(listener):
+    nameless = [(e, said.replace("{name}", "Sam"), reply) for e, said, reply in audit.TEMPLATES[:4]]
+    probe = audit.probe_people({("woman", "Anglo"): ("Emily",), ("man", "Anglo"): ("Greg",)}, nameless)
+    scores = audit.environment_scores(probe, probe.reply, listener=listener)
+    assert np.allclose(scores[:4], scores[4:])  # nothing differs but the (unused) name: identical scores
+    named = audit.probe_people({("woman", "Anglo"): ("Emily",), ("man", "Anglo"): ("Greg",)}, audit.TEMPLATES[:4])
+    assert not np.allclose(*audit.environment_scores(named, named.reply, listener=listener).reshape(2, 4))
+    with pytest.raises(ValueError, match="replies for"):
+        audit.environment_scores(probe, probe.reply[:3], listener=listener)
+
+
+@pytest.fixture(scope="module")
+def listener():
+    from camp.listener import Listener
+
+    return Listener.default()
+
+
+def test_export_merges_loads_without_peft_and_quantises(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from camp import lm
+
+    policy = lm.PolicyWithValue.from_pretrained("auto")
+    with torch.no_grad():  # make the adapters matter, so that merging is really tested
+        for name, p in policy.peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    out = export.export_merged(policy, tmp_path / "merged", card="# card")
+    assert (out / "model.safetensors").is_file() and (out / "README.md").read_text() == "# card"
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    ids = policy.tokenizer(["Hello there, how are you?"], return_tensors="pt")
+    with torch.no_grad():
+        diff = (merged(**ids).logits - policy.peft(**ids).logits).abs().max().item()
+        with policy.reference():
+            base = policy.peft(**ids).logits
+        moved = (merged(**ids).logits - base).abs().max().item()
+    assert diff < 1e-3 < moved
+    small = export.quantize_int8(merged)
+    assert export.state_size_mb(small) < 0.5 * export.state_size_mb(merged)
