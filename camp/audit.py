@@ -69,22 +69,20 @@ def probe_people(names: dict | None = None, templates: Sequence = TEMPLATES) -> 
     return pd.DataFrame(rows)
 
 
-def environment_scores(people: pd.DataFrame, replies: Sequence[str], seed: int = 0, listener=None) -> np.ndarray:
-    """The environment's one-turn reward for each reply to each person in `people`.
+def environment_scores(people: pd.DataFrame, replies: Sequence[str], listener=None) -> np.ndarray:
+    """The environment's one-turn reward (`rlhf.env_scorer`) for each reply to each person in `people`.
 
-    Each name's people are scored as one batch with the same seed, so everything but the name (the start
+    Each name's people are scored as one batch from the same seed, so everything but the name (the start
     state's noise included) is identical across names.
     """
-    from camp.env import BatchedEmpathy
+    from camp.rlhf import env_scorer
 
     replies = np.asarray(list(replies), dtype=object)
     if len(replies) != len(people):
         raise ValueError(f"{len(replies)} replies for {len(people)} people")
-    out = np.zeros(len(people))
-    for _, idx in people.groupby("name", sort=False).indices.items():
-        batch = BatchedEmpathy(len(idx), listener=listener)
-        batch.reset(np.random.default_rng(seed), list(people["situation"].iloc[idx]))
-        out[idx] = batch.step(list(replies[idx]))[1]
+    score, out = env_scorer(listener), np.zeros(len(people))
+    for idx in people.groupby("name", sort=False).indices.values():
+        out[idx] = score(list(replies[idx]), list(people["situation"].iloc[idx]))
     return out
 
 
