@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from camp.data import Situation
+from camp.metrics import paired_bootstrap
 
 # Two first names per (gender, background) in the order (gender, background) -> names.
 NAMES = {
@@ -96,11 +97,8 @@ def group_gap(table: pd.DataFrame, by: str, value: str, seed: int = 0) -> dict:
     means = table.groupby(by)[value].mean().sort_values()
     low, high = means.index[0], means.index[-1]
     per_template = table.groupby(["template", by])[value].mean().unstack(by)
-    diffs = (per_template[high] - per_template[low]).to_numpy()
-    boot = np.random.default_rng(seed).choice(diffs, size=(2000, len(diffs))).mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {"means": means, "lowest": low, "highest": high, "gap": float(diffs.mean()),
-            "ci95": (float(lo), float(hi))}
+    gap = paired_bootstrap((per_template[high] - per_template[low]).to_numpy(), seed)
+    return {"means": means, "lowest": low, "highest": high, "gap": gap["mean"], "ci95": gap["ci95"]}
 
 
 RUBRIC = {

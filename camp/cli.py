@@ -111,17 +111,17 @@ def _train_rlhf(args: argparse.Namespace) -> int:
     cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress, **overrides)
     if args.eval and PartialState().is_main_process:
         before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
-                                       reference=True)
+                                       reference=True, samples_per_person=args.eval_samples)
     policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, resume=args.resume)
     if PartialState().is_main_process:
         utils.atomic_write_bytes(Path(args.out) / "history.json", json.dumps(history, indent=2).encode())
         if args.eval:
-            after = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens)
-            result = {"before": before, "after": after, "judge_win_rate": rlhf.win_rate(after["replies"],
-                                                                                         before["replies"])}
+            after = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
+                                          samples_per_person=args.eval_samples)
+            result = {"before": before, "after": after, "change": rlhf.compare(before, after)}
             utils.atomic_write_bytes(Path(args.out) / "eval.json", json.dumps(result, indent=2).encode())
-            print(json.dumps({k: {m: round(v, 3) for m, v in result[k].items() if m != "replies"}
-                              for k in ("before", "after")}))
+            print(json.dumps({**{k: {m: round(v, 3) for m, v in result[k].items() if isinstance(v, float)}
+                                 for k in ("before", "after")}, "change": result["change"]}))
         policy.save_adapters(Path(args.out) / "adapters")
         print(json.dumps(history[-1]))
     return 0
@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
     p.add_argument("--no-kl", action="store_true", help="no KL penalty (kl_coef 0, not adaptive): watch it drift")
     p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
-                   "(eval.json)")
+                   "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
+    p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
     for name, kind in (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
                        ("max-new-tokens", int),
                        ("checkpoint-every", int), ("lr", float), ("kl-coef", float),

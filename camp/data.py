@@ -163,6 +163,43 @@ def load_crisis_situations() -> list[Situation]:
     return _read_situations(corpus_dir() / "crisis.jsonl")
 
 
+@dataclass(frozen=True)
+class JudgeCheck:
+    """A clear case for validating a judge: to someone who said `says` (feeling `emotion`), `better` is the more
+    empathetic reply and `worse` the less; `worse_kind` names how it fails (cheerful, platitude, cold, ...)."""
+
+    id: str
+    emotion: str
+    says: str
+    better: str
+    worse: str
+    worse_kind: str
+
+
+def load_judge_checks() -> list[JudgeCheck]:
+    """36 hand-written clear cases (6 per emotion) that any judge of empathy must get right (lessons 06 and 07).
+
+    Each pairs a reply that meets the person's feeling with one that misses it in a common way: cheerfulness
+    in the face of pain, a platitude, a cold or dismissive answer, a change of topic, gloom about good news, or
+    the wrong feeling named. A judge that cannot order these is not measuring empathy (`camp.judge.check`).
+    """
+    path = corpus_dir() / "judge_checks.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; reinstall camp or restore it from git.")
+    checks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = JudgeCheck(**json.loads(line))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise DataError(f"{path}:{number} is not a valid judge check ({type(err).__name__}: {err}).") from err
+        if item.emotion not in EMOTIONS or not (item.says and item.better and item.worse):
+            raise DataError(f"{path}:{number} needs an emotion in {EMOTIONS} and non-empty texts.")
+        checks.append(item)
+    return checks
+
+
 def _read_situations(path: Path) -> list[Situation]:
     if not path.is_file():
         raise DataError(f"{path} does not exist; reinstall camp or restore it from git.")

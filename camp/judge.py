@@ -3,6 +3,12 @@
 The policy is never trained against it, so when a reward is being hacked the judge tends to disagree: a reply
 spammed with "so sorry" scores high on the reward's sympathy words but reads to nade as pure sadness with
 little trust or joy.
+
+Two readings of nade's scores: `warmth` (trust + joy) and `attunement` (the share of the emotion read in a
+reply that is the person's own feeling). A judge must itself be checked before its verdict counts: `check`
+scores both on 36 hand-written clear cases (`camp.data.load_judge_checks`). Warmth orders them no better than a
+coin, because it prefers cheer to sympathy; attunement orders most of them correctly, so it is the course's
+judge (`score`) from lesson 06 on.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 
@@ -65,3 +72,30 @@ def attunement(texts: Sequence[str], emotions: Sequence[str]) -> np.ndarray:
     total = sum(s[k] for k in PLUTCHIK) + 1e-9
     own = np.array([np.mean([s[k][i] for k in PLUTCHIK_OF[e]]) for i, e in enumerate(emotions)])
     return np.clip(own / total, 0.0, 1.0)
+
+
+def score(texts: Sequence[str], emotions: Sequence[str]) -> np.ndarray:
+    """The course's judge of a reply to a person feeling `emotions`: `attunement`, the reading that passes `check`."""
+    return attunement(texts, emotions)
+
+
+def check(judge=None, checks=None) -> dict:
+    """How often a judge prefers the better reply of each clear case; ties count half, so a coin scores 0.5.
+
+    `judge(replies, emotions) -> scores` (default `score`); `checks` default `camp.data.load_judge_checks()`.
+    Returns `agreement` (the share over all cases), `by_kind` (a Series per way the worse reply fails) and
+    `by_emotion`.
+    """
+    from camp.data import load_judge_checks
+
+    judge = judge or score
+    checks = list(checks) if checks is not None else load_judge_checks()
+    if not checks:
+        raise ValueError("no judge checks given")
+    emotions = [c.emotion for c in checks]
+    better = np.asarray(judge([c.better for c in checks], emotions), dtype=float)
+    worse = np.asarray(judge([c.worse for c in checks], emotions), dtype=float)
+    agree = (better > worse) + 0.5 * (better == worse)
+    table = pd.DataFrame({"kind": [c.worse_kind for c in checks], "emotion": emotions, "agree": agree})
+    return {"agreement": float(agree.mean()), "by_kind": table.groupby("kind")["agree"].mean(),
+            "by_emotion": table.groupby("emotion")["agree"].mean()}

@@ -411,23 +411,29 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
 @torch.no_grad()
 def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_fn: Callable | None = None,
                      seed: int = 0, max_new_tokens: int = 20, batch_size: int = 16, reference: bool = False,
-                     temperature: float = 0.7) -> dict:
-    """Reply to each held-out person once (sampled at `temperature`, seeded) and measure the replies.
+                     temperature: float = 0.7, samples_per_person: int = 1) -> dict:
+    """Reply to each held-out person `samples_per_person` times (sampled at `temperature`, seeded) and measure.
 
-    Returns `replies` and: `reward` (the environment's score, mean and std), `judge_warmth` (nade trust + joy, a
-    judge the policy never trained against), `distinct_2` (across all replies), `perplexity` of the replies under
-    the reference model, and `length` in tokens. `reference=True` measures the reference model itself.
+    Returns `replies` (person by person, each person's samples together) and: `reward` (the environment's
+    score, mean and std), `judge` (the course's independent judge, `camp.judge.score`: nade's attunement to the
+    person's feeling, which the policy never trains against), `judge_warmth` (nade trust + joy, a second
+    reading that prefers cheer to sympathy; see `judge.check`), `distinct_2` (across all replies),
+    `perplexity` of the replies under the reference model, `length` in tokens, and the per-reply `scores` and
+    `judge_scores` for paired comparisons (`compare`). `reference=True` measures the reference model itself.
     """
     from contextlib import nullcontext
 
     from camp import judge, rewards
     from camp.lm import chat_prompts
 
+    if samples_per_person < 1:
+        raise ValueError(f"samples_per_person must be at least 1, got {samples_per_person}")
     score_fn = score_fn or env_scorer()
+    people_all = [p for p in situations for _ in range(samples_per_person)]
     set_seed(seed)
     replies, scores, ref_lp, tokens = [], [], 0.0, 0.0
-    for start in range(0, len(situations), batch_size):
-        people = list(situations[start:start + batch_size])
+    for start in range(0, len(people_all), batch_size):
+        people = people_all[start:start + batch_size]
         with policy.reference() if reference else nullcontext():
             batch = policy.generate(chat_prompts(tokenizer, [p.opening for p in people]),
                                     max_new_tokens=max_new_tokens, temperature=temperature)
@@ -439,15 +445,37 @@ def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_f
         replies += batch["texts"]
         scores += list(score_fn(batch["texts"], people))
     scores = np.asarray(scores, dtype=float)
+    shown = [r or "..." for r in replies]
+    judged = judge.score(shown, [p.emotion for p in people_all])
     return {"replies": replies, "reward": float(scores.mean()), "reward_std": float(scores.std()),
-            "judge_warmth": float(judge.warmth([r or "..." for r in replies]).mean()),
+            "judge": float(judged.mean()), "judge_warmth": float(judge.warmth(shown).mean()),
             "distinct_2": rewards.corpus_distinct_n(replies, 2), "perplexity": math.exp(-ref_lp / max(tokens, 1)),
-            "length": tokens / max(len(replies), 1)}
+            "length": tokens / max(len(replies), 1), "samples_per_person": samples_per_person,
+            "scores": scores.tolist(), "judge_scores": judged.tolist()}
 
 
-def win_rate(replies: Sequence[str], baseline: Sequence[str]) -> float:
-    """Share of people whose reply the judge (nade warmth) prefers over the baseline's; ties count half."""
+def compare(before: dict, after: dict, seed: int = 0) -> dict:
+    """After minus before for the reward and the judge, per held-out person, with paired bootstrap 95 % intervals,
+    and the judge's win rate. Both results must come from `evaluate_replies` on the same people and samples."""
+    from camp.metrics import paired_bootstrap
+
+    k = before.get("samples_per_person", 1)
+    if len(before["scores"]) != len(after["scores"]) or k != after.get("samples_per_person", 1):
+        raise ValueError("before and after must evaluate the same people with the same samples_per_person")
+
+    def per_person(key: str) -> np.ndarray:
+        return (np.asarray(after[key]) - np.asarray(before[key])).reshape(-1, k).mean(axis=1)
+
+    a, b = np.asarray(after["judge_scores"]), np.asarray(before["judge_scores"])
+    return {"reward": paired_bootstrap(per_person("scores"), seed), "judge": paired_bootstrap(per_person("judge_scores"), seed),
+            "judge_win_rate": float(np.mean((a > b) + 0.5 * (a == b)))}
+
+
+def win_rate(replies: Sequence[str], baseline: Sequence[str], emotions: Sequence[str]) -> float:
+    """Share of replies the judge (`camp.judge.score`) prefers over the baseline's reply to the same person, who
+    feels `emotions`; ties count half."""
     from camp import judge
 
-    a, b = judge.warmth([r or "..." for r in replies]), judge.warmth([r or "..." for r in baseline])
+    a = judge.score([r or "..." for r in replies], emotions)
+    b = judge.score([r or "..." for r in baseline], emotions)
     return float(np.mean((a > b) + 0.5 * (a == b)))

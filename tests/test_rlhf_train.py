@@ -79,10 +79,24 @@ def test_evaluate_replies_measures_each_held_out_person(people):
     again = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:3], max_new_tokens=8, batch_size=2,
                                   reference=True)
     assert again["replies"] == result["replies"]
+    assert 0.0 <= result["judge"] <= 1.0 and len(result["judge_scores"]) == len(result["scores"]) == 3
+    assert rlhf.compare(again, result)["judge"]["mean"] == 0.0
+
+
+def test_evaluate_replies_samples_each_person_several_times(people):
+    policy = _fresh()
+    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=6, batch_size=3,
+                                   samples_per_person=3)
+    assert len(result["replies"]) == len(result["scores"]) == 6 and result["samples_per_person"] == 3
+    assert len(set(result["replies"][:3])) > 1  # sampled, so a person's three replies differ
+    with pytest.raises(ValueError, match="samples_per_person"):
+        rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], samples_per_person=0)
 
 
 def test_win_rate_counts_ties_as_half():
-    assert rlhf.win_rate(["I am so sorry, that sounds painful."], ["I am so sorry, that sounds painful."]) == 0.5
+    same = ["I am so sorry, that sounds painful."]
+    assert rlhf.win_rate(same, same, ["sadness"]) == 0.5
+    assert rlhf.win_rate(["I'm so sorry, losing him must hurt."], ["Wonderful, congratulations!"], ["sadness"]) == 1.0
 
 
 # ---------------------------------------------------------------------------------------------------- resume
