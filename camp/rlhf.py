@@ -410,7 +410,7 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
 # ---------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_fn: Callable | None = None,
-                     seed: int = 0, max_new_tokens: int = 20, batch_size: int = 16, reference: bool = False,
+                     seed: int = 0, max_new_tokens: int = 20, batch_size: int = 48, reference: bool = False,
                      temperature: float = 0.7, samples_per_person: int = 1) -> dict:
     """Reply to each held-out person `samples_per_person` times (sampled at `temperature`, seeded) and measure.
 
