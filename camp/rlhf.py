@@ -141,8 +141,8 @@ class RunningStd:
 class RLHFConfig:
     """Hyper-parameters of `train_rlhf`; saved inside every checkpoint."""
 
-    steps: int = 24  # PPO steps, each one rollout of batch_size replies and its update
-    batch_size: int = 32  # replies per rollout (per process)
+    steps: int = 20  # PPO steps, each one rollout of batch_size replies and its update
+    batch_size: int = 24  # replies per rollout (per process): 6 people x replies_per_person
     replies_per_person: int = 4  # each person drawn gets this many sampled replies (batch_size must divide evenly)
     loo_baseline: bool = True  # score minus the mean score of the same person's other replies (needs >= 2)
     scale_scores: bool = True  # divide those by their running std, so beta means the same whatever the score's scale
