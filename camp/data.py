@@ -184,35 +184,36 @@ def load_judge_checks() -> list[JudgeCheck]:
     the wrong feeling named. A judge that cannot order these is not measuring empathy (`camp.judge.check`).
     """
     path = corpus_dir() / "judge_checks.jsonl"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; reinstall camp or restore it from git.")
     checks = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = JudgeCheck(**json.loads(line))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise DataError(f"{path}:{number} is not a valid judge check ({type(err).__name__}: {err}).") from err
+    for number, item in _read_jsonl(path, lambda row: JudgeCheck(**row), "judge check"):
         if item.emotion not in EMOTIONS or not (item.says and item.better and item.worse):
             raise DataError(f"{path}:{number} needs an emotion in {EMOTIONS} and non-empty texts.")
         checks.append(item)
     return checks
 
 
-def _read_situations(path: Path) -> list[Situation]:
+def _read_jsonl(path: Path, parse, what: str) -> list[tuple[int, object]]:
+    """(line number, parse(row)) for each non-blank line of a JSON-lines file, with clear errors."""
     if not path.is_file():
         raise DataError(f"{path} does not exist; reinstall camp or restore it from git.")
-    situations = []
+    items = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            item = Situation(row["id"], row["emotion"], float(row["intensity"]), row["description"],
-                             row["opening"], tuple(row["better"]), tuple(row["worse"]))
+            items.append((number, parse(json.loads(line))))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}:{number} is not a valid situation ({type(err).__name__}: {err}).") from err
+            raise DataError(f"{path}:{number} is not a valid {what} ({type(err).__name__}: {err}).") from err
+    return items
+
+
+def _read_situations(path: Path) -> list[Situation]:
+    def parse(row: dict) -> Situation:
+        return Situation(row["id"], row["emotion"], float(row["intensity"]), row["description"], row["opening"],
+                         tuple(row["better"]), tuple(row["worse"]))
+
+    situations = []
+    for number, item in _read_jsonl(path, parse, "situation"):
         if item.emotion not in EMOTIONS or not 0.0 < item.intensity <= 1.0 or not item.better or not item.worse:
             raise DataError(f"{path}:{number} needs an emotion in {EMOTIONS}, an intensity in (0, 1] and "
                             "non-empty 'better' and 'worse' lines.")

@@ -466,16 +466,8 @@ def compare(before: dict, after: dict, seed: int = 0) -> dict:
     def per_person(key: str) -> np.ndarray:
         return (np.asarray(after[key]) - np.asarray(before[key])).reshape(-1, k).mean(axis=1)
 
-    a, b = np.asarray(after["judge_scores"]), np.asarray(before["judge_scores"])
-    return {"reward": paired_bootstrap(per_person("scores"), seed), "judge": paired_bootstrap(per_person("judge_scores"), seed),
+    a, b = np.asarray(after["judge_scores"]), np.asarray(before["judge_scores"])  # ties count half
+    return {"reward": paired_bootstrap(per_person("scores"), seed),
+            "judge": paired_bootstrap(per_person("judge_scores"), seed),
             "judge_win_rate": float(np.mean((a > b) + 0.5 * (a == b)))}
 
-
-def win_rate(replies: Sequence[str], baseline: Sequence[str], emotions: Sequence[str]) -> float:
-    """Share of replies the judge (`camp.judge.score`) prefers over the baseline's reply to the same person, who
-    feels `emotions`; ties count half."""
-    from camp import judge
-
-    a = judge.score([r or "..." for r in replies], emotions)
-    b = judge.score([r or "..." for r in baseline], emotions)
-    return float(np.mean((a > b) + 0.5 * (a == b)))

@@ -93,12 +93,6 @@ def test_evaluate_replies_samples_each_person_several_times(people):
         rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], samples_per_person=0)
 
 
-def test_win_rate_counts_ties_as_half():
-    same = ["I am so sorry, that sounds painful."]
-    assert rlhf.win_rate(same, same, ["sadness"]) == 0.5
-    assert rlhf.win_rate(["I'm so sorry, losing him must hurt."], ["Wonderful, congratulations!"], ["sadness"]) == 1.0
-
-
 # ---------------------------------------------------------------------------------------------------- resume
 def _cli(out, *extra):
     return [sys.executable, "-m", "camp", "train-rlhf", "--out", str(out), "--quick", "--steps", "6",
