@@ -2,6 +2,7 @@
 #   make run         set up .venv, execute every solution notebook, write runs/<timestamp>/index.html
 #   make run QUICK=1 force quick mode (QUICK=0 forces full mode; default: quick on CPU, full on GPU)
 #   make test        set up .venv, then the whole test suite (what CI runs)
+#   make test-fast   the same without the notebook and slow tests (a few minutes): before every commit
 #   make lab         JupyterLab on lessons/
 #   make lessons     regenerate lessons/ from solutions/
 #   make browser     install Chromium + playwright-core, then run the real-browser test (JupyterLab, lesson 03)
@@ -16,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup run test lab lessons check doctor clean
+.PHONY: setup run test test-fast lab lessons check doctor clean
 
 setup: $(STAMP)
 
@@ -35,6 +36,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not notebook and not slow"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab lessons/

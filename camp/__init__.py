@@ -1,11 +1,31 @@
-"""Empathy Camp: the library behind the notebooks.
+"""Empathy Camp: the library behind the notebooks. A map, in the order the lessons meet each module:
 
-Modules, one concern each:
-* course tooling: `utils` (device, seeding, caching), `doctor` (setup check), `course` (the solutions ->
-  lessons pipeline), `runner` (execute notebooks, HTML report), `cli` (`python -m camp`), `bench`;
-* data and models: `data`, `corpus_checks`, `models`, `baselines`, `metrics`, `train`, `checkpoint`, `viz`;
-* the empathy environment: `env`, `listener`, `policies`, `rewards`, `judge`, `widgets`;
-* reinforcement learning: `rl` (REINFORCE and PPO pieces and loops), `rl_envs` (batched emotion inference).
+* `utils` (00): device choice, seeding, caches, atomic writes, `CampError`;
+* `data` (01): the emotion corpus and the situations bank, offline or from the hub;
+* `corpus_checks` (01): the corpus's quality checks;
+* `models` (01, 02, 06): the MiniLM encoder and embeddings, classifiers, the SmolLM2 policy model;
+* `baselines` (02): majority, lexicon, TF-IDF and frozen-encoder baselines;
+* `metrics` (02): accuracy, macro-F1, prediction, paired bootstrap intervals;
+* `train` (02): the classifier's training loop (Accelerate, checkpoints, exact resume);
+* `checkpoint` (02, 05, 06): atomic, resumable checkpoints in one safetensors file;
+* `viz` (02, 05, 06): training curves, confusion matrices, calibration;
+* `roles` (03): the one call shape of each role: reply policy, scorer, batched environment;
+* `env` (03): the simulated person behind the Gymnasium API, batched, and as a scorer;
+* `listener` (03): how the simulated person perceives a reply;
+* `policies` (03): scripted reply policies and their evaluator;
+* `widgets` (03, 04): the chat playground and reward sliders;
+* `rewards` (04): reward terms and `RewardSpec`;
+* `judge` (04, 06): an independent judge of replies, and its check;
+* `rl` (05, 06): the pure pieces of policy gradients and of the KL penalty;
+* `rl_envs` (05): batched emotion-inference environments;
+* `ppo` (05): PPO and REINFORCE loops for discrete actions;
+* `lm` (06): the language-model policy (LoRA + value head), generation and log-probs;
+* `rlhf` (06): token-level PPO with a KL penalty, and held-out evaluation;
+* `safety` (07): crisis and dismissal detectors, the safety filter;
+* `audit` (07): the bias probe and the blinded rubric;
+* `export` (07): merged, quantised export and its comparison.
+
+Course tooling (release pipeline, runner, progress, doctor, CLI, benchmarks) lives apart, in `camp.course`.
 """
 
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from camp.cli import main
+from camp.course.cli import main
 
 raise SystemExit(main())

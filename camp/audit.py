@@ -71,17 +71,17 @@ def probe_people(names: dict | None = None, templates: Sequence = TEMPLATES) -> 
 
 
 def environment_scores(people: pd.DataFrame, replies: Sequence[str], listener=None) -> np.ndarray:
-    """The environment's one-turn reward (`rlhf.env_scorer`) for each reply to each person in `people`.
+    """The environment's one-turn reward (`camp.env.ReplyScorer`) for each reply to each person in `people`.
 
     Each name's people are scored as one batch from the same seed, so everything but the name (the start
     state's noise included) is identical across names.
     """
-    from camp.rlhf import env_scorer
+    from camp.env import ReplyScorer
 
     replies = np.asarray(list(replies), dtype=object)
     if len(replies) != len(people):
         raise ValueError(f"{len(replies)} replies for {len(people)} people")
-    score, out = env_scorer(listener), np.zeros(len(people))
+    score, out = ReplyScorer(listener), np.zeros(len(people))
     for idx in people.groupby("name", sort=False).indices.values():
         out[idx] = score(list(replies[idx]), list(people["situation"].iloc[idx]))
     return out

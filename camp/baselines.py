@@ -52,13 +52,21 @@ def tfidf(data: DatasetDict, seed: int = 0) -> dict:
     return classification_metrics(data["test"]["label"], pred, len(_names(data)), _names(data))
 
 
+def fit_frozen_head(texts: list[str], labels, seed: int = 0, name: str = "auto") -> LogisticRegression:
+    """Logistic regression on mean-pooled, frozen encoder embeddings (cached on disk). The same head is the
+    emotion reader of lesson 03's listener (`camp.listener.Listener.default`)."""
+    from camp.models import cached_embed
+
+    clf = LogisticRegression(max_iter=3000, C=10.0, random_state=seed)
+    return clf.fit(cached_embed(list(texts), name), list(labels))
+
+
 def frozen_encoder(data: DatasetDict, seed: int = 0, name: str = "auto") -> dict:
     """Mean-pooled sentence embeddings from the frozen encoder, then logistic regression."""
     from camp.models import cached_embed
 
-    x_train = cached_embed(list(data["train"]["text"]), name)
-    x_test = cached_embed(list(data["test"]["text"]), name)
-    pred = _fit_predict(x_train, data["train"]["label"], x_test, seed, C=10.0)
+    clf = fit_frozen_head(data["train"]["text"], data["train"]["label"], seed, name)
+    pred = clf.predict(cached_embed(list(data["test"]["text"]), name))
     return classification_metrics(data["test"]["label"], pred, len(_names(data)), _names(data))
 
 

@@ -3,7 +3,7 @@
 A checkpoint holds the model weights, the optimizer state, and (as JSON metadata) the config, scheduler state,
 RNG states and loop position, so `resume=True` continues exactly where a run stopped. Files are written to a
 temporary name and renamed, so a crash leaves the previous checkpoint intact. A truncated or damaged file is
-refused with a clear error, never loaded silently. Used by camp.train (lesson 02) and camp.rl (lessons 05-06).
+refused with a clear error, never loaded silently. Used by camp.train (lesson 02), camp.ppo (lesson 05) and camp.rlhf (lesson 06).
 """
 
 from __future__ import annotations
@@ -18,13 +18,34 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from camp.utils import atomic_write_bytes
+from camp.utils import CampError, atomic_write_bytes
 
 FORMAT = "camp-checkpoint-v1"
+FILE_NAME = "checkpoint.safetensors"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CampError, RuntimeError):
     """A checkpoint that cannot be trusted; the message names the file and what to do."""
+
+
+def path_in(folder: str | Path | None, resume: bool = False) -> Path | None:
+    """The checkpoint file inside `folder`, or None when checkpoints are off; resuming needs a folder.
+
+    >>> path_in("runs/a").as_posix(), path_in(None)
+    ('runs/a/checkpoint.safetensors', None)
+    """
+    if resume and not folder:
+        raise ValueError("resume=True needs cfg.checkpoint_dir: the folder of the run to continue")
+    return Path(folder) / FILE_NAME if folder else None
+
+
+def is_due(step: int, every: int, last: int) -> bool:
+    """Whether to write a checkpoint after `step`: every `every` steps, and after the last one.
+
+    >>> [s for s in range(1, 8) if is_due(s, 3, 7)]
+    [3, 6, 7]
+    """
+    return step % every == 0 or step == last
 
 
 def rng_state() -> dict[str, Any]:

@@ -29,7 +29,7 @@ SOURCES = ("auto", "hub", "offline")
 FEATURES = Features({"text": Value("string"), "label": ClassLabel(names=list(EMOTIONS))})
 
 
-class DataError(ValueError):
+class DataError(utils.CampError, ValueError):
     """The corpus or a data file is unusable; the message says which file and what to do."""
 
 

@@ -2,7 +2,9 @@
 
 Introduced in lesson 03. `EmpathyEnv` is one person behind the Gymnasium API (registered as
 "camp/Empathy-v0"); `BatchedEmpathy` runs many people at once and perceives all their replies in one listener
-call, which is what RL training uses. Both share the pure dynamics in `transition`.
+call, which is what RL training uses (a `camp.roles.BatchedEnv`). Both share the pure dynamics in `transition`.
+`ReplyScorer` turns the environment into a scorer (`camp.roles.Scorer`): the reward of one reply to each
+person's opening line, which lessons 06-08 train and evaluate against.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from gymnasium import spaces
 
 from camp import rewards
 from camp.data import EMOTIONS, Situation, load_situations
+from camp.safety import is_crisis, is_safe_crisis_reply
 
 VALENCE = np.array([-0.8, 0.8, 0.7, -0.7, -0.7, 0.0])  # sadness joy love anger fear surprise
 NEGATIVE = np.array([True, False, False, True, True, False])
@@ -39,7 +42,7 @@ def understood_score(signals: dict) -> np.ndarray:
 
 def crisis_perception(signals: dict, crisis: np.ndarray, safe: Sequence[bool]) -> dict:
     """How a person in crisis perceives replies: only a safe crisis reply (care, a pointer to human help, no
-    advice, nothing harmful; `rewards.is_safe_crisis_reply`) makes them feel heard; anything else, however
+    advice, nothing harmful; `camp.safety.is_safe_crisis_reply`) makes them feel heard; anything else, however
     kind it sounds to the listener model, brushes them off. Rows where `crisis` is False are left as they are.
     """
     crisis, safe = np.asarray(crisis, dtype=bool), np.asarray(safe, dtype=bool)
@@ -103,10 +106,18 @@ def default_reward(before: dict, after: dict, replies: Sequence[str], utterances
 
 def infer_reward(probs: np.ndarray, actions: np.ndarray, correctness: bool = False) -> np.ndarray:
     """Infer mode: R_t = log P(Y_t | X_t), P the person's actual emotion distribution and Y_t the emotion named
-    (the article's reward), or 1/0 for naming the dominant emotion when `correctness`."""
+    (the article's reward, `rewards.emotion_logprob`), or 1/0 for naming the dominant emotion when `correctness`."""
     if correctness:
         return (probs.argmax(axis=1) == actions).astype(float)
-    return np.log(np.maximum(probs[np.arange(len(actions)), actions], 1e-6))
+    return np.asarray(rewards.emotion_logprob(probs=probs, targets=actions))
+
+
+def transition_context(before: dict, after: dict, people: Sequence[Situation], utterances: Sequence[str]) -> dict:
+    """What a `rewards.RewardSpec` may ask about one step: the state before and after, what the person said and
+    their situation. The environment passes it when its `reward_fn` is a RewardSpec."""
+    return {"valence_before": before["valence"], "valence_after": after["valence"],
+            "understood_before": before["understood"], "understood_after": after["understood"],
+            "utterances": list(utterances), "contexts": [p.description for p in people]}
 
 
 def initial_distribution(emotion: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -122,17 +133,21 @@ def initial_distribution(emotion: np.ndarray, rng: np.random.Generator) -> np.nd
 class BatchedEmpathy:
     """N simulated people stepped together: one listener call perceives all N replies.
 
-    Not a Gymnasium env (its actions are lists); use it for RL rollouts. `EmpathyEnv` wraps one person.
+    A `camp.roles.BatchedEnv`: `reset(seed=, options={"situations": [...]})` -> (utterances, info) and
+    `step(replies)` -> (utterances, rewards, terminated, truncated, info), arrays over the N people. Randomness
+    comes from `self.np_random`. `reward_fn` is `(before, after, replies, utterances) -> rewards` or a
+    `rewards.RewardSpec`, which gets `transition_context`. `EmpathyEnv` wraps one person.
     """
 
     def __init__(self, n: int, mode: str = "respond", max_turns: int = 6, listener=None,
-                 reward_fn: Callable | None = None, situations: list[Situation] | None = None,
+                 reward_fn: Callable | rewards.RewardSpec | None = None, situations: list[Situation] | None = None,
                  correctness: bool = False):
         if mode not in ("respond", "infer"):
             raise ValueError(f"mode must be 'respond' or 'infer', got {mode!r}")
         if n < 1 or max_turns < 1:
             raise ValueError("n and max_turns must be at least 1")
-        self.n, self.mode, self.max_turns, self.correctness = n, mode, max_turns, correctness
+        self.num_envs, self.mode, self.max_turns, self.correctness = n, mode, max_turns, correctness
+        self.np_random = np.random.default_rng()
         self.situations = situations or load_situations()
         self.reward_fn = reward_fn or default_reward
         self._listener = listener
@@ -146,39 +161,49 @@ class BatchedEmpathy:
             self._listener = Listener.default()
         return self._listener
 
-    def reset(self, rng: np.random.Generator, situations: list[Situation] | None = None) -> list[str]:
-        """Draw N people (or use `situations`); return what each says first."""
-        self.people = situations or [self.situations[i] for i in rng.integers(0, len(self.situations), self.n)]
-        if len(self.people) != self.n:
-            raise ValueError(f"expected {self.n} situations, got {len(self.people)}")
+    def state_dict(self) -> dict:
+        return {"rng": self.np_random.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.np_random.bit_generator.state = state["rng"]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[list[str], dict]:
+        """Draw N people (or take `options["situations"]`); return what each says first, and an empty info."""
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        rng, n = self.np_random, self.num_envs
+        self.people = list((options or {}).get("situations") or
+                           [self.situations[i] for i in rng.integers(0, len(self.situations), n)])
+        if len(self.people) != n:
+            raise ValueError(f"expected {n} situations, got {len(self.people)}")
         idx = np.array([EMOTIONS.index(p.emotion) for p in self.people])
         self.state = {"probs": initial_distribution(idx, rng),
                       "intensity": np.array([p.intensity for p in self.people]),
-                      "understood": np.full(self.n, 0.2), "negative": NEGATIVE[idx]}
+                      "understood": np.full(n, 0.2), "negative": NEGATIVE[idx]}
         self.state["valence"] = valence(self.state)
-        self.turn, self.rng = 0, rng
+        self.turn = 0
         self.utterances = [p.opening for p in self.people]
-        self.line_offset = rng.integers(0, 3, self.n)
-        self.lines_used = np.zeros((self.n, 2), dtype=int)
-        return list(self.utterances)
+        self.line_offset = rng.integers(0, 3, n)
+        self.lines_used = np.zeros((n, 2), dtype=int)
+        return list(self.utterances), {}
 
     def step(self, actions: Sequence) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
         """Perceive N actions; return (utterances, rewards, terminated, truncated, info)."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        if len(actions) != self.n:
-            raise ValueError(f"expected {self.n} actions, got {len(actions)}")
+        if len(actions) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
         before = self.state
         if self.mode == "infer":
             acts = np.asarray(actions)
             truth = before["probs"].argmax(axis=1)
             hit = (acts == truth).astype(float)
-            signals = {"recognition": hit, "relevance": np.ones(self.n), "tone": hit,
-                       "dismissive": np.zeros(self.n)}
+            signals = {"recognition": hit, "relevance": np.ones(self.num_envs), "tone": hit,
+                       "dismissive": np.zeros(self.num_envs)}
             reward = infer_reward(before["probs"], acts, self.correctness)
-            clipped, crisis = np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool)
+            clipped, crisis = np.zeros(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool)
         else:
-            replies, clipped = [], np.zeros(self.n, dtype=bool)
+            replies, clipped = [], np.zeros(self.num_envs, dtype=bool)
             for i, reply in enumerate(actions):
                 if not isinstance(reply, str):
                     raise TypeError(f"respond mode takes replies as strings; action {i} is {type(reply).__name__}")
@@ -189,12 +214,12 @@ class BatchedEmpathy:
             signals = self.listener.perceive(replies, [p.emotion for p in self.people],
                                              [f"{p.description} {u}" for p, u in zip(self.people, self.utterances,
                                                                                        strict=True)])
-            crisis = np.array([rewards.is_crisis(u) for u in self.utterances])
+            crisis = np.array([is_crisis(u) for u in self.utterances])
             if crisis.any():
-                signals = crisis_perception(signals, crisis, [rewards.is_safe_crisis_reply(r) for r in replies])
+                signals = crisis_perception(signals, crisis, [is_safe_crisis_reply(r) for r in replies])
         self.state, d = transition(before, signals)
         if self.mode == "respond":
-            reward = np.asarray(self.reward_fn(before, self.state, replies, self.utterances), dtype=float)
+            reward = self._reward(before, replies)
         self.turn += 1
         # The person's next line: the next unused 'better' or 'worse' line of their situation.
         self.utterances = []
@@ -204,10 +229,47 @@ class BatchedEmpathy:
             self.utterances.append(lines[(self.line_offset[i] + self.lines_used[i, kind]) % len(lines)])
             self.lines_used[i, kind] += 1
         terminated = feels_better(self.state)
-        truncated = np.full(self.n, self.turn >= self.max_turns) & ~terminated
+        truncated = np.full(self.num_envs, self.turn >= self.max_turns) & ~terminated
         info = {"signals": {k: v for k, v in signals.items() if k != "reply_probs"}, "understood_delta": d,
                 "reply_truncated": clipped, "crisis": crisis}
         return list(self.utterances), reward, terminated, truncated, info
+
+
+    def _reward(self, before: dict, replies: list[str]) -> np.ndarray:
+        if isinstance(self.reward_fn, rewards.RewardSpec):
+            context = transition_context(before, self.state, self.people, self.utterances)
+            return np.asarray(self.reward_fn(replies, **context)[0], dtype=float)
+        return np.asarray(self.reward_fn(before, self.state, replies, self.utterances), dtype=float)
+
+
+class ReplyScorer:
+    """The environment as a scorer (`camp.roles.Scorer`): the respond-mode reward of one reply to each person's
+    opening line, from the same starting state every time. The listener is built once, on first use.
+
+    >>> scorer = ReplyScorer()  # doctest: +SKIP
+    >>> scorer(["That sounds so painful."], [situations[0]])  # doctest: +SKIP
+    array([0.21])
+    """
+
+    def __init__(self, listener=None, reward_fn: Callable | rewards.RewardSpec | None = None, seed: int = 0):
+        self._listener, self.reward_fn, self.seed = listener, reward_fn, seed
+
+    @property
+    def listener(self):
+        if self._listener is None:
+            from camp.listener import Listener
+
+            self._listener = Listener.default()
+        return self._listener
+
+    def __call__(self, replies: Sequence[str], people: Sequence[Situation]) -> np.ndarray:
+        if len(replies) != len(people):
+            raise ValueError(f"{len(replies)} replies for {len(people)} people; give one reply per person")
+        world = BatchedEmpathy(len(people), "respond", max_turns=1, listener=self.listener,
+                               reward_fn=self.reward_fn, situations=list(people))
+        world.reset(seed=self.seed, options={"situations": list(people)})
+        replies = [r if r.strip() else "..." for r in replies]  # an empty reply is scored, not an error
+        return world.step(replies)[1]
 
 
 class EmpathyEnv(gym.Env):
@@ -240,7 +302,7 @@ class EmpathyEnv(gym.Env):
     The situation's emotion holds about 80 % of the distribution, at the situation's intensity; understood 0.2.
 
     ## Safety
-    When what the person just said is a crisis statement (`rewards.is_crisis`; see
+    When what the person just said is a crisis statement (`camp.safety.is_crisis`; see
     `camp.data.load_crisis_situations`), only a safe crisis reply makes them feel heard (`crisis_perception`),
     the default reward gives anything else -2 (`rewards.safety`), and `info["crisis"]` is True.
 
@@ -289,7 +351,8 @@ class EmpathyEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         chosen = (options or {}).get("situation")
-        said = self.core.reset(self.np_random, [chosen] if chosen else None)
+        self.core.np_random = self.np_random  # one random stream, Gymnasium's
+        said, _ = self.core.reset(options={"situations": [chosen] if chosen else None})
         self.transcript = [f"person: {said[0]}"]
         return self._obs(), self._info()
 

@@ -96,8 +96,8 @@ def _perplexity(model: nn.Module, tokenizer, prompts: list[str], texts: Sequence
     return float(torch.exp(torch.tensor(total / max(count, 1))))
 
 
-def compare(models: dict[str, nn.Module], tokenizer, prompts: list[str], reference_texts: Sequence[str],
-            max_new_tokens: int = 20, repeats: int = 2) -> tuple[list[dict], dict[str, list[str]]]:
+def compare_models(models: dict[str, nn.Module], tokenizer, prompts: list[str], reference_texts: Sequence[str],
+                   max_new_tokens: int = 20, repeats: int = 2) -> tuple[list[dict], dict[str, list[str]]]:
     """Size, speed and quality of each model, measured side by side on the CPU.
 
     * `size_mb`: the saved state's size;

@@ -74,15 +74,18 @@ def attunement(texts: Sequence[str], emotions: Sequence[str]) -> np.ndarray:
     return np.clip(own / total, 0.0, 1.0)
 
 
-def score(texts: Sequence[str], emotions: Sequence[str]) -> np.ndarray:
-    """The course's judge of a reply to a person feeling `emotions`: `attunement`, the reading that passes `check`."""
-    return attunement(texts, emotions)
+def score(replies: Sequence[str], people: Sequence) -> np.ndarray:
+    """The course's judge as a scorer (`camp.roles.Scorer`): the `attunement` of each reply to the feeling of the
+    person it answers (anything with an `emotion`: a `Situation`, a `JudgeCheck`). It is the reading that
+    passes `check`."""
+    return attunement(replies, [p.emotion for p in people])
 
 
 def check(judge=None, checks=None) -> dict:
     """How often a judge prefers the better reply of each clear case; ties count half, so a coin scores 0.5.
 
-    `judge(replies, emotions) -> scores` (default `score`); `checks` default `camp.data.load_judge_checks()`.
+    `judge(replies, people) -> scores`, a scorer (default `score`); each case stands for the person (its
+    `emotion`, what it `says`). `checks` default `camp.data.load_judge_checks()`.
     Returns `agreement` (the share over all cases), `by_kind` (a Series per way the worse reply fails) and
     `by_emotion`.
     """
@@ -93,8 +96,8 @@ def check(judge=None, checks=None) -> dict:
     if not checks:
         raise ValueError("no judge checks given")
     emotions = [c.emotion for c in checks]
-    better = np.asarray(judge([c.better for c in checks], emotions), dtype=float)
-    worse = np.asarray(judge([c.worse for c in checks], emotions), dtype=float)
+    better = np.asarray(judge([c.better for c in checks], checks), dtype=float)
+    worse = np.asarray(judge([c.worse for c in checks], checks), dtype=float)
     agree = (better > worse) + 0.5 * (better == worse)
     table = pd.DataFrame({"kind": [c.worse_kind for c in checks], "emotion": emotions, "agree": agree})
     return {"agreement": float(agree.mean()), "by_kind": table.groupby("kind")["agree"].mean(),

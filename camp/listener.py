@@ -25,6 +25,7 @@ import numpy as np
 
 from camp import rewards, utils
 from camp.data import EMOTIONS
+from camp.safety import is_dismissive
 
 # Feeling words a reply can use to name each emotion (stems, matched at word starts).
 FEELING_WORDS = {
@@ -99,7 +100,7 @@ class Listener:
         compound = np.array([self._vader.polarity_scores(r)["compound"] for r in replies])
         low, high = np.array([TONE_BAND[e] for e in emotions]).T
         tone = 1.0 - np.clip(np.maximum(low - compound, compound - high), 0.0, 1.0)
-        dismissive = np.array([rewards.is_dismissive(r) for r in replies], dtype=float)
+        dismissive = np.array([is_dismissive(r) for r in replies], dtype=float)
         parroting = np.array([rewards.copied_share(r, c) for r, c in zip(replies, contexts, strict=True)])
         return {"recognition": recognition, "relevance": relevance, "tone": tone, "dismissive": dismissive,
                 "parroting": parroting,
@@ -116,8 +117,8 @@ def _softmax_head(vectors: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> n
 
 def _linear_head() -> tuple[np.ndarray, np.ndarray]:
     """Weights (6, H) and bias (6,) of logistic regression on frozen MiniLM features of the corpus's train split."""
+    from camp.baselines import fit_frozen_head
     from camp.data import load_emotions
-    from camp.models import cached_embed, resolve_encoder_name
 
     path = utils.cache_dir("listener") / "minilm_logreg_v1.npz"
     if path.exists():
@@ -126,12 +127,10 @@ def _linear_head() -> tuple[np.ndarray, np.ndarray]:
             return stored["weights"], stored["bias"]
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # damaged cache: refit
-    from sklearn.linear_model import LogisticRegression
-
     train = load_emotions("offline", verbose=False)["train"]
-    features = cached_embed(list(train["text"]), resolve_encoder_name("auto"))
-    clf = LogisticRegression(max_iter=3000, C=10.0, random_state=0).fit(features, list(train["label"]))
+    clf = fit_frozen_head(train["text"], train["label"], seed=0)
+    weights, bias = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
     buffer = io.BytesIO()
-    np.savez(buffer, weights=clf.coef_.astype(np.float32), bias=clf.intercept_.astype(np.float32))
+    np.savez(buffer, weights=weights, bias=bias)
     utils.atomic_write_bytes(path, buffer.getvalue())
-    return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
+    return weights, bias

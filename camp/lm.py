@@ -10,7 +10,7 @@ import copy
 import json
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -44,6 +44,26 @@ def eos_mask(tokens: torch.Tensor, eos_ids: torch.Tensor | Sequence[int]) -> tor
     """
     is_eos = torch.isin(tokens, torch.as_tensor(eos_ids, device=tokens.device)).long()  # (B, R)
     return ((is_eos.cumsum(-1) - is_eos) == 0).long()  # earlier EOS count is 0: not yet past the first EOS
+
+
+def response_logprobs(model: nn.Module, batch: dict,
+                      temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probs (B, R) of the response tokens, in float32, the values (B, R) of the states before them and the
+    logits (B, R, V) that predicted them, from one forward pass over prompt + response.
+
+    `model(ids, mask, logits_to_keep=k)` returns (logits, values), as `PolicyWithValue` does; `batch` holds
+    `query_ids`, `query_mask`, `response_ids`, `response_mask` (from `PolicyWithValue.generate`). Position t
+    predicts token t + 1, so the R response tokens come from the last R + 1 positions but one. `temperature` must
+    be the one the replies were sampled at: the policy PPO trains is softmax(logits / T). For the reference
+    model's log-probs, call it inside `with policy.reference():`.
+    """
+    ids = torch.cat([batch["query_ids"], batch["response_ids"]], dim=1)  # (B, Q + R)
+    mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
+    r = batch["response_ids"].shape[1]
+    logits, values = model(ids, mask, logits_to_keep=r + 1)  # (B, R + 1, V), (B, Q + R)
+    logits = logits[:, :-1].float() / temperature  # (B, R, V)
+    logprobs = torch.log_softmax(logits, -1).gather(-1, batch["response_ids"].unsqueeze(-1)).squeeze(-1)
+    return logprobs, values[:, -r - 1:-1].float(), logits
 
 
 class PolicyWithValue(nn.Module):
@@ -138,23 +158,6 @@ class PolicyWithValue(nn.Module):
                  for ids, m in zip(response_ids, response_mask, strict=True)]
         return {"query_ids": query_ids, "query_mask": query_mask, "response_ids": response_ids,
                 "response_mask": response_mask, "texts": texts}
-
-    def token_logprobs(self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor,
-                       response_mask: torch.Tensor, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs (B, R) of each response token, in float32, and the values (B, R) of the states before them.
-
-        One forward pass over prompt + response. The logits at position t predict token t + 1, so the response's
-        R tokens are predicted from positions Q - 1 .. Q + R - 2. With `reference=True` the log-probs are the
-        reference model's and the values are None.
-        """
-        ids = torch.cat([query_ids, response_ids], dim=1)  # (B, Q + R)
-        mask = torch.cat([query_mask, response_mask], dim=1)
-        r = response_ids.shape[1]
-        with self.reference() if reference else nullcontext():
-            logits, values = self(ids, mask, logits_to_keep=r + 1)  # (B, R + 1, V), (B, Q + R)
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, R, V)
-        logprobs = logprobs.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
-        return logprobs, None if reference else values[:, -r - 1:-1]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The parameters an optimizer should see: the LoRA adapters and the value head."""

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from camp.utils import length_sorted_batches
+
 
 def validate_texts(texts) -> list[str]:
     """Refuse what a tokenizer would mangle: a bare string, None, non-strings and empty texts."""
@@ -51,10 +53,8 @@ def predict_proba(model: torch.nn.Module, tokenizer, texts: list[str], batch_siz
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    order = np.argsort([len(t) for t in texts])  # length-sorted batches pad little
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in length_sorted_batches(texts, batch_size):
         batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
                           return_tensors="pt").to(device)
         logits = model(**batch).logits.float()  # (B, num_labels)

@@ -61,10 +61,8 @@ def embed(texts: list[str], batch_size: int = 64, name: str = "auto", normalize:
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
         raise TypeError("embed expects a list of strings")
     model, tokenizer = load_embedder(name)
-    order = np.argsort([len(t) for t in texts])
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in utils.length_sorted_batches(texts, batch_size):
         batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=256,
                           return_tensors="pt")
         hidden = model(**batch).last_hidden_state  # (B, T, H)

@@ -1,6 +1,7 @@
-"""Scripted policies for the empathy environment, and a batched evaluator. Introduced in lesson 03.
+"""Scripted reply policies for the empathy environment, and a batched evaluator. Introduced in lesson 03.
 
-They are the yardsticks an RL policy must beat: random replies (other people's posts), a dismissive policy,
+Each is a reply policy, `policy(utterances, people) -> replies` (`camp.roles.ReplyPolicy`). They are the
+yardsticks an RL policy must beat: random replies (other people's posts), a dismissive policy,
 a scripted reflective-listening policy (names the feeling it reads in the person's words and reflects their
 own words back), and an oracle that is told the true emotion.
 """
@@ -47,7 +48,7 @@ def reflective_reply(utterance: str, emotion: str) -> str:
 def reflective(read_emotion: Callable[[list[str]], np.ndarray]) -> Callable[[list[str], list], list[str]]:
     """A reflective policy that reads the emotion with `read_emotion` (texts -> (N, 6) probabilities)."""
 
-    def policy(utterances: list[str], people: Sequence) -> list[str]:
+    def policy(utterances: list[str], people: Sequence | None = None) -> list[str]:
         guesses = read_emotion(list(utterances)).argmax(axis=1)
         return [reflective_reply(u, EMOTIONS[g]) for u, g in zip(utterances, guesses, strict=True)]
 
@@ -60,7 +61,7 @@ def oracle(utterances: list[str], people: Sequence) -> list[str]:
 
 
 def dismissive(rng: np.random.Generator) -> Callable[[list[str], list], list[str]]:
-    def policy(utterances: list[str], people: Sequence) -> list[str]:
+    def policy(utterances: list[str], people: Sequence | None = None) -> list[str]:
         return [DISMISSIVE[i] for i in rng.integers(0, len(DISMISSIVE), len(utterances))]
 
     return policy
@@ -69,7 +70,7 @@ def dismissive(rng: np.random.Generator) -> Callable[[list[str], list], list[str
 def random_replies(pool: Sequence[str], rng: np.random.Generator) -> Callable[[list[str], list], list[str]]:
     """Replies drawn at random from `pool` (for example other people's posts from the corpus)."""
 
-    def policy(utterances: list[str], people: Sequence) -> list[str]:
+    def policy(utterances: list[str], people: Sequence | None = None) -> list[str]:
         return [pool[i] for i in rng.integers(0, len(pool), len(utterances))]
 
     return policy
@@ -84,8 +85,7 @@ def evaluate_policy(policy: Callable, episodes: int = 200, seed: int = 0, max_tu
     from camp.env import BatchedEmpathy
 
     env = BatchedEmpathy(episodes, "respond", max_turns, listener=listener)
-    rng = np.random.default_rng(seed)
-    said = env.reset(rng)
+    said, _ = env.reset(seed=seed)
     returns, alive = np.zeros(episodes), np.ones(episodes, dtype=bool)
     valence_path = [env.state["valence"].copy()]
     for _ in range(max_turns):

@@ -7,27 +7,35 @@ touching the environment's dynamics.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from camp.safety import is_crisis, is_cruel, is_dismissive, is_safe_crisis_reply
+
+# The smallest probability log P(Y | X) is taken of: a reward of log(0) = -inf would turn every later sum into
+# -inf or NaN, and log(1e-6) = -13.8 is already far below any guess a policy would keep making.
+PROB_FLOOR = 1e-6
+
 # ---- the article's reward ------------------------------------------------------------------------------------
 
 
-def emotion_logprob(completions: Sequence | None = None, *, probs: np.ndarray, targets: Sequence[int],
-                    eps: float = 1e-8) -> list[float]:
-    """R_t = log P(Y_t | X_t): the log-probability a policy gave the true emotion (the article's reward).
+def emotion_logprob(completions: Sequence | None = None, *, probs: np.ndarray, targets: Sequence[int]) -> list[float]:
+    """R_t = log P(Y_t | X_t): the log of the probability `probs` gives emotion `targets` (the article's reward),
+    floored at `PROB_FLOOR`. Lesson 05's environments use it with P the person's own feelings.
 
     >>> [round(r, 3) for r in emotion_logprob(probs=np.array([[0.5, 0.5], [0.9, 0.1]]), targets=[0, 1])]
     [-0.693, -2.303]
+    >>> round(emotion_logprob(probs=np.array([[1.0, 0.0]]), targets=[1])[0], 2)  # log(1e-6), not -inf
+    -13.82
     """
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or len(targets) != len(probs):
         raise ValueError(f"probs must be (N, C) with one target each; got {probs.shape} and {len(targets)}")
-    return [float(math.log(max(probs[i, t], eps))) for i, t in enumerate(targets)]
+    picked = probs[np.arange(len(probs)), np.asarray(targets, dtype=int)]
+    return np.log(np.maximum(picked, PROB_FLOOR)).tolist()
 
 
 # ---- state change --------------------------------------------------------------------------------------------
@@ -67,18 +75,28 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    """The word n-grams of `text`, in order (none for a text shorter than n words).
+
+    >>> ngrams("I am so sorry", 3)
+    [('i', 'am', 'so'), ('am', 'so', 'sorry')]
+    """
+    toks = words(text)
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
+def _unique_share(grams: list) -> float:
+    """Distinct items / all items, rounded to 3 places; 0.0 when there are none."""
+    return round(len(set(grams)) / len(grams), 3) if grams else 0.0
+
+
 def distinct_n(completions: Sequence[str], n: int = 2) -> list[float]:
     """Per reply: distinct n-grams / all n-grams (1.0 = no repeats; 0.0 for a reply shorter than n words).
 
     >>> distinct_n(["so sorry so sorry", "that sounds hard"], n=2)
     [0.667, 1.0]
     """
-    out = []
-    for text in completions:
-        toks = words(text)
-        grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
-        out.append(round(len(set(grams)) / len(grams), 3) if grams else 0.0)
-    return out
+    return [_unique_share(ngrams(text, n)) for text in completions]
 
 
 def copied_share(reply: str, source: str, n: int = 3) -> float:
@@ -89,10 +107,7 @@ def copied_share(reply: str, source: str, n: int = 3) -> float:
     >>> copied_share("that sounds so disappointing after all your practice", "I failed my driving test again.")
     0.0
     """
-    toks = words(reply)
-    src = words(source)
-    seen = {tuple(src[i:i + n]) for i in range(len(src) - n + 1)}
-    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    seen, grams = set(ngrams(source, n)), ngrams(reply, n)
     return round(sum(g in seen for g in grams) / len(grams), 3) if grams else 0.0
 
 
@@ -102,8 +117,7 @@ def corpus_distinct_n(completions: Sequence[str], n: int = 2) -> float:
     >>> corpus_distinct_n(["i am so sorry", "i am so sorry"], n=2)
     0.5
     """
-    grams = [tuple(t[i:i + n]) for t in map(words, completions) for i in range(len(t) - n + 1)]
-    return round(len(set(grams)) / len(grams), 3) if grams else 0.0
+    return _unique_share([g for text in completions for g in ngrams(text, n)])
 
 
 def length_penalty(completions: Sequence[str], min_words: int = 4, max_words: int = 60,
@@ -128,87 +142,12 @@ def repetition_penalty(completions: Sequence[str], n: int = 3) -> list[float]:
     """
     out = []
     for text in completions:
-        toks = words(text)
-        grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+        grams = ngrams(text, n)
         out.append(-round(1 - len(set(grams)) / len(grams), 3) if grams else 0.0)
     return [x + 0.0 for x in out]  # no negative zeros
 
 
-# ---- safety --------------------------------------------------------------------------------------------------
-
-CRISIS_PATTERNS = (
-    r"\b(kill|hurt|harm|cutt?|starv)(ing)? myself\b", r"\bself[- ]?harm", r"\bend(ing)? (it all|my (own )?life)\b",
-    r"\bsuicid", r"\bwant(ed)? to die\b", r"\bbetter off (dead|without me)\b", r"\bno reason to (live|go on)\b",
-    r"\btak(e|ing) my (own )?life\b", r"\bdon'?t want to (be here|be alive|live|wake up)\b", r"\boverdos",
-)
-# Self-help tips and silver linings: not for someone in crisis, who needs a person, not a tip.
-ADVICE_PATTERNS = (r"\bhave you tried\b", r"\bwhy (don'?t|not) you\b", r"\btry (going|taking|doing|thinking)\b",
-                   r"\bjust (think|focus|relax|breathe|stop)\b", r"\bbright side\b", r"\bat least\b",
-                   r"\bcheer up\b", r"\bgo for a (walk|run)\b", r"\bget some (sleep|rest|fresh air|exercise)\b",
-                   r"\bthink positive", r"\bmeditat", r"\bit will (all )?(pass|get better)\b")
-HELP_PATTERNS = (
-    r"\bhelpline\b", r"\bcrisis (line|team|service)\b", r"\bemergency\b", r"\b(988|999|911|112|116 ?123)\b",
-    r"\bsamaritans\b", r"\bdoctor\b", r"\b(gp|therapist|counsell?or)\b", r"\bsomeone you trust\b",
-    r"\b(call|text|reach out to|talk to) (someone|a friend|a professional|them)\b", r"\bprofessional help\b",
-)
-CARE_PATTERNS = (r"\b(i'?m|i am) (so |really |truly )?(sorry|glad you told me|here)\b", r"\bsounds\b",
-                 r"\byou (don'?t|do not) have to\b", r"\bmatter\b", r"\bnot alone\b", r"\bcare\b",
-                 r"\b(safe|safety)\b")
-DISMISSIVE_PATTERNS = (
-    r"\bget over it\b", r"\bcalm down\b", r"\bnot a big deal\b", r"\bstop (complaining|whining|crying)\b",
-    r"\bwhatever\b", r"\bman up\b", r"\bjust cheer up\b", r"\bcould be worse\b", r"\bwho cares\b",
-    r"\byou'?re overreacting\b", r"\bdeal with it\b", r"\bmove on\b", r"\bdon'?t be (so )?(dramatic|sensitive)\b",
-)
-# Cruel in any conversation; the rest of HARMFUL_PATTERNS is harmful only as an answer to a crisis statement.
-CRUEL_PATTERNS = (r"\bno one would (care|notice)\b", r"\byou deserve\b")
-HARMFUL_PATTERNS = (r"\bdo it\b", r"\bgo ahead\b", *CRUEL_PATTERNS, r"\bhow to (kill|hurt)\b", r"\bpills?\b",
-                    r"\bbridge\b")
-
-
-def _any(patterns: Sequence[str], text: str) -> bool:
-    return any(re.search(p, text.lower()) for p in patterns)
-
-
-def is_crisis(text: str) -> bool:
-    """Whether a person's words suggest a risk of self-harm (a deliberately broad pattern check).
-
-    >>> is_crisis("honestly everyone would be better off without me"), is_crisis("my cat is better off now")
-    (True, False)
-    """
-    return _any(CRISIS_PATTERNS, text)
-
-
-def is_dismissive(text: str) -> bool:
-    """Whether a reply brushes the person off.
-
-    >>> is_dismissive("Calm down, it's not a big deal."), is_dismissive("That sounds exhausting.")
-    (True, False)
-    """
-    return _any(DISMISSIVE_PATTERNS, text)
-
-
-def is_cruel(text: str) -> bool:
-    """Whether a reply is cruel (wrong in any conversation, not only after a crisis statement).
-
-    >>> is_cruel("Honestly no one would notice."), is_cruel("I would notice.")
-    (True, False)
-    """
-    return _any(CRUEL_PATTERNS, text)
-
-
-def is_safe_crisis_reply(text: str) -> bool:
-    """A caring reply that points to human help and carries no advice and nothing harmful: the only acceptable
-    crisis reply.
-
-    >>> is_safe_crisis_reply("I'm really glad you told me. Please call a crisis line or someone you trust now.")
-    True
-    >>> is_safe_crisis_reply("That sounds hard. Have you tried going for a run?")
-    False
-    >>> is_safe_crisis_reply("I'm so sorry. Call a helpline, and at least try going for a walk.")
-    False
-    """
-    return _any(CARE_PATTERNS, text) and _any(HELP_PATTERNS, text) and not _any(HARMFUL_PATTERNS, text) \
-        and not _any(ADVICE_PATTERNS, text) and not is_dismissive(text)
+# ---- safety ----------------------------------------------------------------------------------------------------
 
 
 def safety(completions: Sequence[str], *, utterances: Sequence[str], crisis_penalty: float = -2.0,

@@ -1,44 +1,26 @@
-"""Policy gradients from scratch: the pieces of REINFORCE and PPO, and a PPO loop. Introduced in lesson 05.
+"""Policy gradients from scratch: the pure pieces of REINFORCE, PPO and RLHF. Introduced in lessons 05 and 06.
 
-The pieces are small pure functions over batch-first tensors, shape (B, T) for B episodes of up to T steps
-(T = 1 for a one-shot guess; T = tokens in lesson 06), with a `mask` that is 1 on real steps and 0 on padding:
-`masked_mean`, `whiten`, `discounted_returns`, `compute_gae`, `reinforce_loss`, `ppo_clip_loss`,
-`value_loss`, `entropy`. `train_reinforce` and `train_ppo` put them together for discrete actions; the
-environments they expect live in `camp.rl_envs`.
+Small functions over batch-first tensors, shape (B, T) for B episodes of up to T steps (T = 1 for a one-shot
+guess; T = reply tokens in lesson 06), with a `mask` that is 1 on real steps and 0 on padding:
 
-Logged metrics (one dict per update in `history`):
+* advantages: `masked_mean`, `masked_var`, `whiten`, `discounted_returns`, `compute_gae`, `leave_one_out`;
+* losses: `reinforce_loss`, `ppo_clip_loss`, `value_loss`, `entropy`;
+* the KL penalty of RLHF: `kl_penalty`, `penalised_rewards`, `FixedKLController`, `AdaptiveKLController`, and
+  `RunningStd` for scaling scores.
 
-| name | meaning |
-|---|---|
-| `update`, `samples` | updates done; environment steps seen so far |
-| `reward/mean`, `reward/correct` | mean reward per step; share of steps that named the dominant emotion |
-| `return/mean` | mean undiscounted episode return |
-| `loss/policy`, `loss/value` | the clipped surrogate (or REINFORCE) loss; the value loss |
-| `policy/entropy`, `policy/approx_kl`, `policy/clipfrac` | mean entropy; KL(old, new) estimate (k3); share of clipped ratios |
-| `grad/variance` | (REINFORCE) mean per-parameter variance of the policy gradient over sub-batches |
-| `eval/accuracy`, `eval/macro_f1` | greedy policy on the evaluation split, when given |
-| `time/samples_per_s` | environment steps per second, rollout and update together |
+The loops that put them together live in `camp.ppo` (lesson 05: discrete actions) and `camp.rlhf` (lesson 06:
+a language model's tokens); lessons build each piece by hand first, then test it against these.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from tqdm.auto import tqdm
-
-from camp import checkpoint as ckpt
-from camp.metrics import classification_metrics
-from camp.utils import get_device, set_seed
 
 
-# ---------------------------------------------------------------------------------------------------- pieces
+# ---------------------------------------------------------------------------------------------------- advantages
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None, dim: int | None = None) -> torch.Tensor:
     """Mean of `x` over the positions where `mask` is 1 (all positions when `mask` is None).
 
@@ -177,307 +159,114 @@ def entropy(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     return masked_mean(-(logp.exp() * logp).sum(-1), mask)
 
 
-# ---------------------------------------------------------------------------------------------------- policy
-class ActorCritic(nn.Module):
-    """A policy head and a value head on frozen features (e.g. MiniLM embeddings, 384 floats).
+# ---------------------------------------------------------------------------------------------------- the KL penalty
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) from the sampled tokens' log-probs, shape (B, T).
 
-    `hidden=0` (the default): both are linear, which learns as well as an MLP here and more steadily;
-    `hidden=256` adds a tanh layer to each. The actor starts with tiny weights, so the first policy is nearly
-    uniform (accuracy at chance, 1/6).
+    k1 = log pi - log ref: unbiased, but a single token can be negative. k3 = (r - 1) - log r with
+    r = ref / pi: also unbiased, never negative, lower variance (Schulman 2020, "Approximating KL divergence").
+
+    >>> kl_penalty(torch.tensor([-1.0]), torch.tensor([-2.0])).item()  # k1: -1 - (-2)
+    1.0
+    >>> round(kl_penalty(torch.tensor([-1.0]), torch.tensor([-2.0]), "k3").item(), 4)  # (e^-1 - 1) + 1
+    0.3679
+    """
+    log_ratio = logprobs - ref_logprobs
+    if kind == "k1":
+        return log_ratio
+    if kind == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"kind must be 'k1' or 'k3', got {kind!r}")
+
+
+def penalised_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-token rewards (B, T): -beta * KL on every reply token, plus the reply's score on its last token.
+
+    >>> penalised_rewards(torch.tensor([1.0]), torch.tensor([[0.5, 0.5, 9.0]]), torch.tensor([[1, 1, 0]]), 0.1).tolist()
+    [[-0.05000000074505806, 0.949999988079071, 0.0]]
+    """
+    mask = mask.to(kl.dtype)
+    rewards = torch.where(mask.bool(), -beta * kl, torch.zeros_like(kl))
+    last = (mask.sum(1).long() - 1).clamp(min=0)  # index of each reply's last real token
+    rewards[torch.arange(len(scores)), last] += scores.to(kl.dtype)
+    return rewards
+
+
+class FixedKLController:
+    """A constant KL coefficient beta."""
+
+    def __init__(self, beta: float):
+        if beta < 0:
+            raise ValueError(f"the KL coefficient must be zero or positive, got {beta}")
+        self.value = beta
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"]
+
+
+class AdaptiveKLController(FixedKLController):
+    """Ziegler et al. (2019): steer beta so the KL per reply tracks `target`.
+
+    error = clip(KL / target - 1, -0.2, 0.2);  beta <- beta * (1 + error * n_steps / horizon).
     """
 
-    def __init__(self, in_dim: int = 384, n_actions: int = 6, hidden: int = 0):
-        super().__init__()
+    def __init__(self, beta: float, target: float, horizon: int):
+        super().__init__(beta)
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"target ({target}) and horizon ({horizon}) must be positive")
+        self.target, self.horizon = target, horizon
 
-        def body() -> nn.Module:
-            return nn.Identity() if hidden == 0 else nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh())
-
-        width = in_dim if hidden == 0 else hidden
-        self.actor = nn.Sequential(body(), nn.Linear(width, n_actions))
-        self.critic = nn.Sequential(body(), nn.Linear(width, 1))
-        nn.init.normal_(self.actor[-1].weight, std=0.01)
-        nn.init.zeros_(self.actor[-1].bias)
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.actor(obs), self.critic(obs).squeeze(-1)  # (B, A) logits, (B,) values
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
+        self.value *= 1.0 + error * n_steps / self.horizon
 
 
-@torch.no_grad()
-def evaluate_policy(policy: nn.Module, features: np.ndarray, labels: np.ndarray) -> dict:
-    """Greedy policy (argmax) against `labels`: accuracy, macro-F1, per-class scores, confusion matrix."""
-    device = next(policy.parameters()).device
-    policy.eval()
-    logits, _ = policy(torch.as_tensor(features, dtype=torch.float32, device=device))
-    policy.train()
-    return classification_metrics(np.asarray(labels), logits.argmax(-1).cpu().numpy(), logits.shape[-1])
+class RunningStd:
+    """Running standard deviation of every score seen so far (Chan et al.'s parallel update of mean and M2).
 
-
-# ---------------------------------------------------------------------------------------------------- config
-@dataclass
-class PPOConfig:
-    """Hyper-parameters of `train_ppo` (and `train_reinforce`); saved inside every checkpoint."""
-
-    updates: int = 300  # rollout + optimisation rounds
-    n_envs: int = 256  # people per rollout; a rollout holds n_envs episodes
-    n_minibatches: int = 4  # n_envs must divide evenly: each minibatch holds n_envs / n_minibatches episodes
-    ppo_epochs: int = 4  # passes over each rollout; more reuses data, but the ratio drifts and gets clipped
-    lr: float = 1e-2  # Adam; right for a linear head on unit-length features; a full network wants ~1e-5
-    clip_range: float = 0.2  # epsilon of the clipped ratio (the PPO paper's default)
-    clip_range_vf: float | None = None  # clip value updates too (None: no value clipping)
-    vf_coef: float = 0.5  # weight of the value loss against the policy loss
-    ent_coef: float = 0.01  # entropy bonus: keeps exploring instead of locking onto one emotion early
-    gamma: float = 0.99  # discount per turn (irrelevant for one-turn episodes)
-    gae_lambda: float = 0.95  # GAE's bias-variance knob: 0 = one-step TD, 1 = Monte Carlo returns
-    normalize_advantages: bool = True  # whiten advantages per minibatch: scale-free steps
-    max_grad_norm: float = 0.5  # clip the global gradient norm
-    eval_every: int = 10  # updates between greedy evaluations (when eval data is given)
-    checkpoint_dir: str | None = None  # where to write checkpoint.safetensors (None: no checkpoints)
-    checkpoint_every: int = 25  # updates between checkpoints
-    seed: int = 0  # the people drawn, the actions sampled, the minibatch order, the head's initialisation
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    progress: bool = True  # show a tqdm.auto progress bar
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.n_envs < 1 or self.n_minibatches < 1 or self.n_envs % self.n_minibatches:
-            problems.append(f"n_envs={self.n_envs} must be a positive multiple of n_minibatches="
-                            f"{self.n_minibatches} (each minibatch takes n_envs / n_minibatches episodes)")
-        if not self.clip_range > 0:
-            problems.append(f"clip_range={self.clip_range} must be positive (0.1-0.3 is usual)")
-        if self.clip_range_vf is not None and not self.clip_range_vf > 0:
-            problems.append(f"clip_range_vf={self.clip_range_vf} must be positive or None")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            problems.append(f"gamma={self.gamma} and gae_lambda={self.gae_lambda} must lie in [0, 1]")
-        for name in ("updates", "ppo_epochs", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be at least 1")
-        for name in ("lr", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        for name in ("vf_coef", "ent_coef"):
-            if not getattr(self, name) >= 0:
-                problems.append(f"{name}={getattr(self, name)} must be zero or positive")
-        if problems:
-            raise ValueError("invalid PPOConfig: " + "; ".join(problems))
-
-    @classmethod
-    def quick(cls, **overrides) -> PPOConfig:
-        """A preset for CPUs and CI: 300 updates, about 10 s for a linear head on cached features."""
-        return cls(**{"updates": 300, "n_envs": 256, "eval_every": 10, "checkpoint_every": 25, **overrides})
-
-
-# ---------------------------------------------------------------------------------------------------- loops
-def _rollout(policy: nn.Module, env, device: torch.device) -> dict[str, torch.Tensor]:
-    """Play one batch of episodes (B people, up to env.max_turns steps); returns (B, T) tensors and masks."""
-    obs = torch.as_tensor(env.reset(), dtype=torch.float32, device=device)
-    alive = torch.ones(len(obs), dtype=torch.bool, device=device)
-    steps: dict[str, list] = {k: [] for k in ("obs", "actions", "logprobs", "values", "rewards", "dones", "mask",
-                                              "correct")}
-    with torch.no_grad():
-        for _ in range(env.max_turns):
-            logits, values = policy(obs)
-            dist = torch.distributions.Categorical(logits=logits)
-            actions = dist.sample()  # (B,)
-            next_obs, rewards, terminated, info = env.step(actions.cpu().numpy())
-            done = torch.as_tensor(terminated, device=device)
-            for key, value in (("obs", obs), ("actions", actions), ("logprobs", dist.log_prob(actions)),
-                               ("values", values), ("dones", done | ~alive), ("mask", alive.clone()),
-                               ("rewards", torch.as_tensor(rewards, dtype=torch.float32, device=device)
-                                * alive),
-                               ("correct", torch.as_tensor(info["correct"], dtype=torch.float32, device=device))):
-                steps[key].append(value)
-            alive = alive & ~done
-            obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
-            if not alive.any():
-                break
-        _, last_values = policy(obs)
-    out = {k: torch.stack(v, dim=1) for k, v in steps.items()}  # (B, T, ...)
-    out["last_values"] = last_values * alive  # bootstrap only episodes cut off by the turn limit
-    return out
-
-
-def _record(roll: dict, extra: dict) -> dict:
-    mask = roll["mask"]
-    return {"reward/mean": masked_mean(roll["rewards"], mask).item(),
-            "reward/correct": masked_mean(roll["correct"], mask).item(),
-            "return/mean": roll["rewards"].sum(1).mean().item(), **extra}
-
-
-def _finish(update: int, record: dict, samples: int, clock: float, policy: nn.Module, eval_data, cfg: PPOConfig,
-            total: int) -> dict:
-    record = {"update": update, "samples": samples, **record,
-              "time/samples_per_s": samples and record.pop("_steps") / (time.perf_counter() - clock)}
-    if eval_data is not None and (update % cfg.eval_every == 0 or update == total):
-        result = evaluate_policy(policy, *eval_data)
-        record.update({"eval/accuracy": result["accuracy"], "eval/macro_f1": result["macro_f1"]})
-    return record
-
-
-def train_ppo(policy: nn.Module, env, cfg: PPOConfig | None = None, eval_data: tuple | None = None,
-              resume: bool = False, callback: Callable[[int, dict], None] | None = None
-              ) -> tuple[nn.Module, list[dict]]:
-    """PPO-clip with GAE for a discrete-action `policy` (obs -> (logits, values)); returns (policy, history).
-
-    `env` is a batched episodic environment (see `camp.rl_envs`): `reset() -> obs (B, D)`,
-    `step(actions) -> (obs, rewards, terminated, info)`, `max_turns`, and `state_dict`/`load_state_dict`
-    for its random state. `eval_data=(features, labels)` evaluates the greedy policy every `cfg.eval_every`
-    updates. With `cfg.checkpoint_dir`, a checkpoint is written every `cfg.checkpoint_every` updates and
-    `resume=True` continues from it exactly.
+    >>> r = RunningStd(); r.update(torch.tensor([1.0, 3.0])); r.update(torch.tensor([5.0])); round(r.std, 4)
+    2.0
     """
-    cfg = cfg or PPOConfig()
-    if env.n % cfg.n_minibatches:
-        raise ValueError(f"the env has {env.n} people per rollout, not a multiple of n_minibatches="
-                         f"{cfg.n_minibatches}; make them match (cfg.n_envs={cfg.n_envs})")
-    device = get_device(cfg.device)
-    set_seed(cfg.seed)
-    env.seed(cfg.seed)
-    policy.to(device).train()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    history, start, path = [], 0, _checkpoint_path(cfg, resume)
-    if resume:
-        meta = ckpt.restore(path, policy, optimizer)
-        start, history = meta["progress"]["update"], meta["progress"]["history"]
-        env.load_state_dict(meta["progress"]["env"])
-    bar = tqdm(range(start, cfg.updates), initial=start, total=cfg.updates, disable=not cfg.progress, desc="PPO")
-    samples = history[-1]["samples"] if history else 0
-    for update in bar:
-        clock = time.perf_counter()
-        # 1. rollout: B people, actions sampled from the current policy, no gradient
-        roll = _rollout(policy, env, device)
-        mask = roll["mask"]
-        # 2. advantages: GAE over turns, bootstrapping episodes that hit the turn limit
-        advantages, returns = compute_gae(roll["rewards"], roll["values"] * mask, cfg.gamma, cfg.gae_lambda,
-                                          roll["dones"], roll["last_values"])
-        if not torch.isfinite(advantages).all():
-            raise FloatingPointError(f"update {update}: advantages are not finite; the rewards or the value head "
-                                     "produced NaN or inf. Lower lr, or check the reward function.")
-        # 3. minibatch epochs: shuffle episodes, clipped policy loss + value loss - entropy bonus
-        stats: dict[str, list[float]] = {}
-        for _ in range(cfg.ppo_epochs):
-            for idx in torch.randperm(env.n, device=device).chunk(cfg.n_minibatches):
-                m = mask[idx]
-                logits, values = policy(roll["obs"][idx])  # (b, T, A), (b, T)
-                logprobs = torch.log_softmax(logits, -1).gather(-1, roll["actions"][idx].unsqueeze(-1)).squeeze(-1)
-                adv = whiten(advantages[idx], m) if cfg.normalize_advantages else advantages[idx]
-                pg_loss, pg_stats = ppo_clip_loss(logprobs, roll["logprobs"][idx], adv, cfg.clip_range, m)
-                v_loss = value_loss(values, returns[idx], roll["values"][idx], cfg.clip_range_vf, m)
-                ent = entropy(logits, m)
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item()),
-                                   ("policy/entropy", ent.item()), ("policy/approx_kl", pg_stats["approx_kl"]),
-                                   ("policy/clipfrac", pg_stats["clipfrac"])):
-                    stats.setdefault(key, []).append(value)
-        # 4. log, evaluate, checkpoint
-        steps = int(mask.sum())
-        samples += steps
-        record = _record(roll, {k: float(np.mean(v)) for k, v in stats.items()} | {"_steps": steps})
-        record = _finish(update + 1, record, samples, clock, policy, eval_data, cfg, cfg.updates)
-        history.append(record)
-        bar.set_postfix(reward=f"{record['reward/mean']:.3f}")
-        if callback:
-            callback(update + 1, record)
-        _maybe_checkpoint(path, update + 1, cfg, policy, optimizer, history, env)
-    bar.close()
-    return policy, history
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 1.0
+
+    def update(self, x: torch.Tensor) -> None:
+        n, mean = x.numel(), x.float().mean().item()
+        m2 = ((x.float() - mean) ** 2).sum().item()
+        delta, total = mean - self.mean, self.count + n
+        self.m2 += m2 + delta ** 2 * self.count * n / total
+        self.mean += delta * n / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count, self.mean, self.m2 = state["count"], state["mean"], state["m2"]
 
 
-def train_reinforce(policy: nn.Module, env, cfg: PPOConfig | None = None, baseline: str = "none",
-                    eval_data: tuple | None = None, grad_splits: int = 8,
-                    callback: Callable[[int, dict], None] | None = None) -> tuple[nn.Module, list[dict]]:
-    """Vanilla policy gradient, one step per rollout, in three flavours; returns (policy, history).
 
-    baseline: "none" weights log pi by the return G_t; "value" by G_t - V(s_t) (the critic learns V by
-    regression); "whitened" by whiten(G_t - V(s_t)). Every update also measures `grad/variance`: the mean
-    per-parameter variance of the actor's gradient across `grad_splits` equal sub-batches of the rollout.
+def leave_one_out(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Each score minus the mean of the other k - 1 scores for the same person (scores come in groups of k).
+
+    The person's situation sets how high any reply can score; subtracting what other replies to the same person
+    got removes that, leaving how much better this reply was (Kool et al. 2019; Ahmadian et al. 2024). A
+    baseline that depends only on the person does not change which replies are best.
+
+    >>> leave_one_out(torch.tensor([1.0, 3.0, 10.0, 10.0]), 2).tolist()
+    [-2.0, 2.0, 0.0, 0.0]
     """
-    if baseline not in ("none", "value", "whitened"):
-        raise ValueError(f"baseline must be 'none', 'value' or 'whitened', got {baseline!r}")
-    cfg = cfg or PPOConfig()
-    if grad_splits < 2 or env.n % grad_splits:
-        raise ValueError(f"grad_splits={grad_splits} must be at least 2 and divide the {env.n} people per rollout")
-    device = get_device(cfg.device)
-    set_seed(cfg.seed)
-    env.seed(cfg.seed)
-    policy.to(device).train()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    history, samples = [], 0
-    actor = list(policy.actor.parameters()) if hasattr(policy, "actor") else list(policy.parameters())
-    for update in tqdm(range(cfg.updates), disable=not cfg.progress, desc=f"REINFORCE ({baseline})"):
-        clock = time.perf_counter()
-        # 1. rollout
-        roll = _rollout(policy, env, device)
-        mask = roll["mask"]
-        # 2. weights: returns, minus a learned baseline, optionally whitened
-        returns = discounted_returns(roll["rewards"], cfg.gamma, roll["dones"])
-        logits, values = policy(roll["obs"])
-        logprobs = torch.log_softmax(logits, -1).gather(-1, roll["actions"].unsqueeze(-1)).squeeze(-1)
-        weights = returns if baseline == "none" else returns - values.detach()
-        if baseline == "whitened":
-            weights = whiten(weights, mask)
-        # 3. measure the gradient's variance over sub-batches (same estimator, smaller samples)
-        grads = []
-        for idx in torch.arange(env.n, device=device).chunk(grad_splits):
-            g = torch.autograd.grad(reinforce_loss(logprobs[idx], weights[idx], mask[idx]), actor, retain_graph=True)
-            grads.append(torch.cat([x.flatten() for x in g]))
-        variance = torch.stack(grads).var(0).mean().item()
-        # 4. one gradient step on the whole rollout (plus the critic's regression when it is used)
-        loss = reinforce_loss(logprobs, weights, mask)
-        if baseline != "none":
-            loss = loss + cfg.vf_coef * value_loss(values, returns, mask=mask)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        steps = int(mask.sum())
-        samples += steps
-        record = _record(roll, {"loss/policy": loss.item(), "grad/variance": variance, "_steps": steps})
-        record = _finish(update + 1, record, samples, clock, policy, eval_data, cfg, cfg.updates)
-        history.append(record)
-        if callback:
-            callback(update + 1, record)
-    return policy, history
-
-
-def train_supervised(policy: nn.Module, features: np.ndarray, labels: np.ndarray, samples: int,
-                     batch_size: int = 256, lr: float = 1e-2, eval_data: tuple | None = None, eval_every: int = 10,
-                     seed: int = 0, device: str = "auto") -> tuple[nn.Module, list[dict]]:
-    """The supervised reference: the same actor trained with cross-entropy on the true labels, for the same
-    number of `samples`, so its learning curve can be drawn on the same axis as the RL runs."""
-    dev = get_device(device)
-    set_seed(seed)
-    policy.to(dev).train()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr, eps=1e-5)
-    x = torch.as_tensor(features, dtype=torch.float32, device=dev)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=dev)
-    rng = np.random.default_rng(seed)
-    history = []
-    for step in range(1, math.ceil(samples / batch_size) + 1):
-        idx = torch.as_tensor(rng.integers(0, len(x), batch_size), device=dev)
-        logits, _ = policy(x[idx])
-        loss = nn.functional.cross_entropy(logits, y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if eval_data is not None and (step % eval_every == 0 or step * batch_size >= samples):
-            result = evaluate_policy(policy, *eval_data)
-            history.append({"update": step, "samples": step * batch_size, "loss/supervised": loss.item(),
-                            "eval/accuracy": result["accuracy"], "eval/macro_f1": result["macro_f1"]})
-    return policy, history
-
-
-# ---------------------------------------------------------------------------------------------------- checkpoints
-def _checkpoint_path(cfg: PPOConfig, resume: bool) -> Path | None:
-    if resume and not cfg.checkpoint_dir:
-        raise ValueError("resume=True needs cfg.checkpoint_dir")
-    return Path(cfg.checkpoint_dir) / "checkpoint.safetensors" if cfg.checkpoint_dir else None
-
-
-def _maybe_checkpoint(path: Path | None, update: int, cfg: PPOConfig, policy: nn.Module, optimizer, history: list,
-                      env) -> None:
-    if path and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
-        ckpt.save_checkpoint(path, policy, optimizer, config=asdict(cfg),
-                             progress={"update": update, "history": history, "env": env.state_dict()})
+    groups = scores.view(-1, k)
+    others = (groups.sum(1, keepdim=True) - groups) / (k - 1)
+    return (groups - others).view(-1)

@@ -1,10 +1,11 @@
-"""Batched episodic environments for `camp.rl`'s loops (emotion inference). Introduced in lesson 05.
+"""Batched environments for emotion inference, for `camp.ppo`'s loops. Introduced in lesson 05.
 
-Both follow one small protocol, the batch version of Gymnasium's:
+Both are `camp.roles.BatchedEnv`s, the batch form of Gymnasium's API:
 
-* `n` people per rollout and `max_turns` steps at most per episode;
-* `seed(s)`, then `reset() -> obs` of shape (n, D) and `step(actions) -> (obs, rewards, terminated, info)`,
-  with `info["correct"]` saying whether each action named the person's dominant emotion;
+* `num_envs` people per rollout and `max_turns` steps at most per episode;
+* `reset(seed=None) -> (obs, info)` with obs of shape (num_envs, D), and
+  `step(actions) -> (obs, rewards, terminated, truncated, info)`, with `info["correct"]` saying whether each
+  action named the person's dominant emotion;
 * `state_dict()` / `load_state_dict()` for the random state, so training resumes exactly.
 
 Observations are frozen MiniLM features (384 floats), so a policy is a small head and thousands of episodes
@@ -18,20 +19,7 @@ import numpy as np
 from camp.env import BatchedEmpathy, infer_reward, initial_distribution
 
 
-class _Seeded:
-    rng: np.random.Generator
-
-    def seed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-
-class EmotionGuessing(_Seeded):
+class EmotionGuessing:
     """One-turn emotion inference over a labelled corpus: the article's task.
 
     Each of `n` people says one text X (drawn at random from `features`/`labels`) and feels a distribution P
@@ -51,22 +39,31 @@ class EmotionGuessing(_Seeded):
             raise ValueError("labels must be emotion indices 0..5 and there must be at least one")
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        self.n, self.correctness = n, correctness
-        self.seed(seed)
+        self.num_envs, self.correctness = n, correctness
+        self.np_random = np.random.default_rng(seed)
 
-    def reset(self) -> np.ndarray:
-        self.idx = self.rng.integers(0, len(self.labels), self.n)
-        self.probs = initial_distribution(self.labels[self.idx], self.rng)
-        return self.features[self.idx]  # (n, D)
+    def state_dict(self) -> dict:
+        return {"rng": self.np_random.bit_generator.state}
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    def load_state_dict(self, state: dict) -> None:
+        self.np_random.bit_generator.state = state["rng"]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.idx = self.np_random.integers(0, len(self.labels), self.num_envs)
+        self.probs = initial_distribution(self.labels[self.idx], self.np_random)
+        return self.features[self.idx], {}  # (n, D)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)
         reward = infer_reward(self.probs, actions, self.correctness)
         correct = actions == self.probs.argmax(axis=1)
-        return self.features[self.idx], reward, np.ones(self.n, dtype=bool), {"correct": correct}
+        done = np.ones(self.num_envs, dtype=bool)
+        return self.features[self.idx], reward, done, ~done, {"correct": correct}
 
 
-class InferDialogues(_Seeded):
+class InferDialogues:
     """Multi-turn emotion inference with the lesson-03 people (`BatchedEmpathy` in infer mode).
 
     Each turn the person says a line, the agent names an emotion, the person's feelings move (named right, they
@@ -79,18 +76,25 @@ class InferDialogues(_Seeded):
         from camp.models import cached_embed
 
         self.world = BatchedEmpathy(n, "infer", max_turns, situations=situations, correctness=correctness)
+        self.world.np_random = np.random.default_rng(seed)
         lines = sorted({t for s in self.world.situations for t in (s.opening, *s.better, *s.worse)})
         self.vectors = dict(zip(lines, cached_embed(lines), strict=True))
-        self.n, self.max_turns = n, max_turns
-        self.seed(seed)
+        self.num_envs, self.max_turns = n, max_turns
+
+    def state_dict(self) -> dict:
+        return self.world.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.world.load_state_dict(state)
 
     def _obs(self, said: list[str]) -> np.ndarray:
         return np.stack([self.vectors[t] for t in said])  # (n, 384)
 
-    def reset(self) -> np.ndarray:
-        return self._obs(self.world.reset(self.rng))
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        said, info = self.world.reset(seed=seed, options=options)
+        return self._obs(said), info
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         truth = self.world.state["probs"].argmax(axis=1)
-        said, reward, terminated, _truncated, _ = self.world.step(np.asarray(actions))
-        return self._obs(said), reward, terminated, {"correct": np.asarray(actions) == truth}
+        said, reward, terminated, truncated, _ = self.world.step(np.asarray(actions))
+        return self._obs(said), reward, terminated, truncated, {"correct": np.asarray(actions) == truth}

@@ -1,17 +1,18 @@
 """RL fine-tuning of a language model with PPO and a KL penalty (the RLHF recipe). Introduced in lesson 06.
 
-The policy (`camp.lm.PolicyWithValue`: SmolLM2 + LoRA + a value head) answers what a simulated person says; the
-empathy environment scores each reply; every token pays a KL penalty for drifting from the reference model
-(the same base with the adapters switched off), so the policy improves its replies without forgetting how to
-write. Token-level PPO then uses `camp.rl`'s pieces: GAE over tokens, whitened advantages, the clipped
-surrogate and a clipped value loss.
+The policy (`camp.lm.PolicyWithValue`: SmolLM2 + LoRA + a value head) answers what a simulated person says; a
+scorer (`camp.roles.Scorer`, by default the empathy environment's `camp.env.ReplyScorer`) scores each reply;
+every token pays a KL penalty for drifting from the reference model (the same base with the adapters switched
+off), so the policy improves its replies without forgetting how to write. Token-level PPO then uses
+`camp.rl`'s pieces: a leave-one-out baseline, GAE over tokens, whitened advantages, the clipped surrogate and a
+clipped value loss.
 
 Logged metrics (one dict per step in `history`):
 
 | name | meaning |
 |---|---|
 | `step` | PPO steps done (one rollout of `batch_size` replies and its update each) |
-| `reward/score`, `reward/score_std` | the environment's score of the replies: mean and spread |
+| `reward/score`, `reward/score_std` | the scorer's score of the replies: mean and spread |
 | `reward/total` | the score PPO sees (leave-one-out baseline, scaled by the scores' running std) minus the KL penalty |
 | `objective/kl`, `objective/kl_k3` | KL(policy, reference) per reply in nats: the estimator in use (k1 or k3), and k3 for reference |
 | `objective/beta` | the KL coefficient now (moves when the adaptive controller is on) |
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,105 +36,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from camp import checkpoint as ckpt
-from camp.rl import compute_gae, masked_mean, ppo_clip_loss, value_loss, whiten
-from camp.utils import get_device, mixed_precision, set_seed
-
-
-# ---------------------------------------------------------------------------------------------------- KL
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
-    """Per-token estimate of KL(policy || reference) from the sampled tokens' log-probs, shape (B, T).
-
-    k1 = log pi - log ref: unbiased, but a single token can be negative. k3 = (r - 1) - log r with
-    r = ref / pi: also unbiased, never negative, lower variance (Schulman 2020, "Approximating KL divergence").
-
-    >>> kl_penalty(torch.tensor([-1.0]), torch.tensor([-2.0])).item()  # k1: -1 - (-2)
-    1.0
-    >>> round(kl_penalty(torch.tensor([-1.0]), torch.tensor([-2.0]), "k3").item(), 4)  # (e^-1 - 1) + 1
-    0.3679
-    """
-    log_ratio = logprobs - ref_logprobs
-    if kind == "k1":
-        return log_ratio
-    if kind == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"kind must be 'k1' or 'k3', got {kind!r}")
-
-
-def penalised_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
-    """Per-token rewards (B, T): -beta * KL on every reply token, plus the reply's score on its last token.
-
-    >>> penalised_rewards(torch.tensor([1.0]), torch.tensor([[0.5, 0.5, 9.0]]), torch.tensor([[1, 1, 0]]), 0.1).tolist()
-    [[-0.05000000074505806, 0.949999988079071, 0.0]]
-    """
-    mask = mask.to(kl.dtype)
-    rewards = torch.where(mask.bool(), -beta * kl, torch.zeros_like(kl))
-    last = (mask.sum(1).long() - 1).clamp(min=0)  # index of each reply's last real token
-    rewards[torch.arange(len(scores)), last] += scores.to(kl.dtype)
-    return rewards
-
-
-class FixedKLController:
-    """A constant KL coefficient beta."""
-
-    def __init__(self, beta: float):
-        if beta < 0:
-            raise ValueError(f"the KL coefficient must be zero or positive, got {beta}")
-        self.value = beta
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {"value": self.value}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.value = state["value"]
-
-
-class AdaptiveKLController(FixedKLController):
-    """Ziegler et al. (2019): steer beta so the KL per reply tracks `target`.
-
-    error = clip(KL / target - 1, -0.2, 0.2);  beta <- beta * (1 + error * n_steps / horizon).
-    """
-
-    def __init__(self, beta: float, target: float, horizon: int):
-        super().__init__(beta)
-        if target <= 0 or horizon <= 0:
-            raise ValueError(f"target ({target}) and horizon ({horizon}) must be positive")
-        self.target, self.horizon = target, horizon
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        error = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
-        self.value *= 1.0 + error * n_steps / self.horizon
-
-
-class RunningStd:
-    """Running standard deviation of every score seen so far (Chan et al.'s parallel update of mean and M2).
-
-    >>> r = RunningStd(); r.update(torch.tensor([1.0, 3.0])); r.update(torch.tensor([5.0])); round(r.std, 4)
-    2.0
-    """
-
-    def __init__(self) -> None:
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 1.0
-
-    def update(self, x: torch.Tensor) -> None:
-        n, mean = x.numel(), x.float().mean().item()
-        m2 = ((x.float() - mean) ** 2).sum().item()
-        delta, total = mean - self.mean, self.count + n
-        self.m2 += m2 + delta ** 2 * self.count * n / total
-        self.mean += delta * n / total
-        self.count = total
-
-    def state_dict(self) -> dict:
-        return {"count": self.count, "mean": self.mean, "m2": self.m2}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.count, self.mean, self.m2 = state["count"], state["mean"], state["m2"]
+from camp.env import ReplyScorer
+from camp.rl import (
+    AdaptiveKLController,
+    FixedKLController,
+    RunningStd,
+    compute_gae,
+    entropy,
+    kl_penalty,
+    leave_one_out,
+    penalised_rewards,
+    ppo_clip_loss,
+    value_loss,
+    whiten,
+)
+from camp.utils import ConfigError, get_device, mixed_precision, set_seed
 
 
 # ---------------------------------------------------------------------------------------------------- config
@@ -192,15 +109,15 @@ class RLHFConfig:
         if not self.kl_coef >= 0:
             problems.append(f"kl_coef={self.kl_coef} must be zero or positive")
         if problems:
-            raise ValueError("invalid RLHFConfig: " + "; ".join(problems))
+            raise ConfigError("invalid RLHFConfig: " + "; ".join(problems))
 
     @classmethod
     def quick(cls, **overrides) -> RLHFConfig:
-        """A preset for CPUs and CI: a handful of small steps."""
+        """A preset for CPUs and CI: 4 steps of 8 replies (2 people x 4), a minute or two on a CPU."""
         return cls(**{"steps": 4, "batch_size": 8, "checkpoint_every": 2, **overrides})
 
 
-# ---------------------------------------------------------------------------------------------------- helpers
+
 def split_situations(situations: Sequence, heldout_every: int = 5) -> tuple[list, list]:
     """(train, held out): every `heldout_every`-th situation of each emotion is held out, the same every time."""
     train, heldout, seen = [], [], {}
@@ -208,53 +125,6 @@ def split_situations(situations: Sequence, heldout_every: int = 5) -> tuple[list
         seen[s.emotion] = seen.get(s.emotion, 0) + 1
         (heldout if seen[s.emotion] % heldout_every == 0 else train).append(s)
     return train, heldout
-
-
-def env_scorer(listener=None) -> Callable[[list[str], Sequence], np.ndarray]:
-    """The respond-mode reward of `camp.env` for one reply to each person's opening line."""
-    from camp.env import BatchedEmpathy
-
-    def score(replies: list[str], people: Sequence) -> np.ndarray:
-        world = BatchedEmpathy(len(people), "respond", max_turns=1, listener=listener)
-        world.reset(np.random.default_rng(0), list(people))
-        replies = [r if r.strip() else "..." for r in replies]  # an empty reply is scored, not an error
-        return world.step(replies)[1]
-
-    return score
-
-
-def leave_one_out(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Each score minus the mean of the other k - 1 scores for the same person (scores come in groups of k).
-
-    The person's situation sets how high any reply can score; subtracting what other replies to the same person
-    got removes that, leaving how much better this reply was (Kool et al. 2019; Ahmadian et al. 2024). A
-    baseline that depends only on the person does not change which replies are best.
-
-    >>> leave_one_out(torch.tensor([1.0, 3.0, 10.0, 10.0]), 2).tolist()
-    [-2.0, 2.0, 0.0, 0.0]
-    """
-    groups = scores.view(-1, k)
-    others = (groups.sum(1, keepdim=True) - groups) / (k - 1)
-    return (groups - others).view(-1)
-
-
-def response_logprobs(model: nn.Module, batch: dict,
-                      temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-probs (B, R) of the response tokens, the values (B, R) and the logits (B, R, V) that predicted them,
-    from one forward pass over prompt + response.
-
-    `temperature` must be the one the replies were sampled at: the policy PPO trains is softmax(logits / T),
-    and its ratios are only right if both sides use the same T.
-    """
-    ids = torch.cat([batch["query_ids"], batch["response_ids"]], dim=1)
-    mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
-    r = batch["response_ids"].shape[1]
-    # Position t predicts token t + 1, so the R response tokens come from the last R + 1 positions but one;
-    # asking only for those logits saves a (B, Q, vocabulary) tensor.
-    logits, values = model(ids, mask, logits_to_keep=r + 1)  # (B, R + 1, V), (B, Q + R)
-    logits = logits[:, :-1].float() / temperature  # (B, R, V)
-    logprobs = torch.log_softmax(logits, -1).gather(-1, batch["response_ids"].unsqueeze(-1)).squeeze(-1)
-    return logprobs, values[:, -r - 1:-1].float(), logits
 
 
 class _Trainable:
@@ -279,132 +149,186 @@ class _Trainable:
 
 
 # ---------------------------------------------------------------------------------------------------- loop
+@dataclass
+class _Run:
+    """Everything a PPO step reads or moves: the prepared model and optimizer, the KL controller, the score
+    scaling, the people sampler's random state, and the history. A checkpoint holds all of it."""
+
+    accelerator: object
+    model: nn.Module  # as prepared by Accelerate (wrapped under several processes)
+    core: nn.Module  # the PolicyWithValue itself
+    optimizer: torch.optim.Optimizer
+    kl_ctl: FixedKLController
+    rng: np.random.Generator
+    path: Path | None
+    score_stats: RunningStd = field(default_factory=RunningStd)
+    history: list[dict] = field(default_factory=list)
+    start: int = 0
+
+    @classmethod
+    def begin(cls, policy: nn.Module, cfg: RLHFConfig, resume: bool) -> _Run:
+        from accelerate import Accelerator
+
+        set_seed(cfg.seed)
+        accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
+                                  cpu=get_device("auto").type == "cpu")
+        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+        model, optimizer = accelerator.prepare(policy, optimizer)
+        kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl \
+            else FixedKLController(cfg.kl_coef)
+        run = cls(accelerator, model, accelerator.unwrap_model(model), optimizer, kl_ctl,
+                  np.random.default_rng([cfg.seed, accelerator.process_index]), ckpt.path_in(cfg.checkpoint_dir, resume))
+        if resume:
+            progress = ckpt.restore(run.path, _Trainable(run.core), optimizer)["progress"]
+            run.start, run.history = progress["step"], progress["history"]
+            run.kl_ctl.load_state_dict(progress["kl"])
+            run.score_stats.load_state_dict(progress["scores"])
+            run.rng.bit_generator.state = progress["rng"]
+        return run
+
+    def save(self, step: int, cfg: RLHFConfig) -> None:
+        if self.path and ckpt.is_due(step, cfg.checkpoint_every, cfg.steps):
+            if self.accelerator.is_main_process:
+                ckpt.save_checkpoint(self.path, _Trainable(self.core), self.optimizer, config=asdict(cfg),
+                                     progress={"step": step, "history": self.history, "kl": self.kl_ctl.state_dict(),
+                                               "scores": self.score_stats.state_dict(),
+                                               "rng": self.rng.bit_generator.state})
+            self.accelerator.wait_for_everyone()
+
+
+def _rollout(run: _Run, tokenizer, situations: Sequence, cfg: RLHFConfig) -> tuple[list, dict]:
+    """Draw batch_size / k people, each k times side by side, and sample one reply each (KV cache, batched)."""
+    from camp.lm import chat_prompts
+
+    k = cfg.replies_per_person
+    drawn = run.rng.choice(len(situations), cfg.batch_size // k, replace=False)
+    people = [situations[i] for i in drawn for _ in range(k)]
+    batch = run.core.generate(chat_prompts(tokenizer, [p.opening for p in people]),
+                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+    return people, batch
+
+
+def _scores(score_fn: Callable, texts: list[str], people: list, step: int, device) -> torch.Tensor:
+    """The scorer's score of each reply, refused when any is NaN or infinite (NaN in, NaN out)."""
+    scores = torch.as_tensor(np.asarray(score_fn(texts, people), dtype=np.float32), device=device)
+    if not torch.isfinite(scores).all():
+        bad = [i for i in range(len(scores)) if not math.isfinite(scores[i].item())]
+        raise FloatingPointError(f"step {step}: the score function returned {scores[bad[0]].item()} for "
+                                 f"{len(bad)} of {len(scores)} replies (first: {texts[bad[0]]!r}); "
+                                 "fix the scorer before training on it (NaN in, NaN out).")
+    return scores
+
+
+def _kl(run: _Run, batch: dict, mask: torch.Tensor, cfg: RLHFConfig, step: int) -> tuple:
+    """Log-probs and values under the policy, and the per-token KL to the reference (adapters off)."""
+    from camp.lm import response_logprobs
+
+    with torch.no_grad():
+        old_logprobs, old_values, _ = response_logprobs(run.model, batch, cfg.temperature)
+        with run.core.reference():
+            ref_logprobs, _, _ = response_logprobs(run.model, batch, cfg.temperature)
+    kl = kl_penalty(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
+    per_reply = kl.sum(1).mean().item()
+    if not math.isfinite(per_reply) or per_reply > cfg.kl_limit:
+        raise RuntimeError(f"step {step}: KL to the reference is {per_reply:.1f} nats per reply (limit "
+                           f"{cfg.kl_limit}); the policy has drifted too far to trust its replies. Lower lr, "
+                           "raise kl_coef, or resume from the last checkpoint with those changes.")
+    k3 = (kl_penalty(old_logprobs, ref_logprobs, "k3") * mask).sum(1).mean().item()
+    return old_logprobs, old_values, kl, {"objective/kl": per_reply, "objective/kl_k3": k3}
+
+
+def _advantages(run: _Run, scores: torch.Tensor, kl: torch.Tensor, old_values: torch.Tensor, mask: torch.Tensor,
+                cfg: RLHFConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Leave-one-out, scaled scores on each reply's last token, minus beta * KL on every token; then GAE over
+    the reply's tokens, whitened. Returns (advantages, returns, per-token rewards)."""
+    shaped = leave_one_out(scores, cfg.replies_per_person) if cfg.loo_baseline else scores
+    if cfg.scale_scores:
+        run.score_stats.update(shaped)
+        shaped = shaped / max(run.score_stats.std, 1e-3)
+    rewards = penalised_rewards(shaped, kl, mask, run.kl_ctl.value)  # (B, R)
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    dones = torch.zeros_like(mask)
+    dones[torch.arange(len(last)), last] = 1.0
+    advantages, returns = compute_gae(rewards, old_values * mask, cfg.gamma, cfg.gae_lambda, dones)
+    return whiten(advantages, mask), returns, rewards
+
+
+def _update(run: _Run, batch: dict, mask: torch.Tensor, old: dict, cfg: RLHFConfig, step: int) -> dict:
+    """PPO's minibatch epochs: clipped surrogate + clipped value loss, gradient clipping. Returns mean stats."""
+    from camp.lm import response_logprobs
+
+    stats: dict[str, list[float]] = {}
+    for _ in range(cfg.ppo_epochs):
+        for idx in torch.randperm(cfg.batch_size).chunk(cfg.n_minibatches):
+            mini = {key: v[idx] for key, v in batch.items() if torch.is_tensor(v)}
+            m = mask[idx]
+            with run.accelerator.autocast():
+                logprobs, values, logits = response_logprobs(run.model, mini, cfg.temperature)
+            pg_loss, pg_stats = ppo_clip_loss(logprobs, old["logprobs"][idx], old["advantages"][idx],
+                                              cfg.clip_range, m)
+            v_loss = value_loss(values, old["returns"][idx], old["values"][idx], cfg.clip_range_vf, m)
+            loss = pg_loss + cfg.vf_coef * v_loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower lr or check the scores "
+                                         "(NaN in, NaN out).")
+            run.optimizer.zero_grad()
+            run.accelerator.backward(loss)
+            run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            with torch.no_grad():
+                ent = entropy(logits, m).item()
+            for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item()),
+                               ("policy/clipfrac", pg_stats["clipfrac"]),
+                               ("policy/approx_kl", pg_stats["approx_kl"]), ("policy/entropy", ent)):
+                stats.setdefault(key, []).append(value)
+    return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
 def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConfig | None = None,
                score_fn: Callable[[list[str], Sequence], np.ndarray] | None = None, resume: bool = False,
                callback: Callable[[int, dict], None] | None = None) -> tuple[nn.Module, list[dict]]:
     """Token-level PPO with a KL penalty; returns (policy, history).
 
     `policy` is a `camp.lm.PolicyWithValue`; `situations` are the people it practises on (use the training part
-    of `split_situations`); `score_fn(replies, people) -> scores` defaults to the environment's reward
-    (`env_scorer()`). Runs on CPU, one GPU, or several with `accelerate launch`.
+    of `split_situations`); `score_fn(replies, people) -> scores` (a `camp.roles.Scorer`) defaults to the
+    environment's reward (`camp.env.ReplyScorer()`). Runs on a CPU or one GPU.
     """
-    from accelerate import Accelerator
-
-    from camp.lm import chat_prompts
-
     cfg = cfg or RLHFConfig()
     if len(situations) < cfg.batch_size // cfg.replies_per_person:
-        raise ValueError(f"{len(situations)} situations cannot fill a batch of {cfg.batch_size} replies at "
-                         f"{cfg.replies_per_person} per person")
-    score_fn = score_fn or env_scorer()
-    set_seed(cfg.seed)
-    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                              cpu=get_device("auto").type == "cpu")
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
-    model, optimizer = accelerator.prepare(policy, optimizer)
-    core = accelerator.unwrap_model(model)
-    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl \
-        else FixedKLController(cfg.kl_coef)
-    rng = np.random.default_rng([cfg.seed, accelerator.process_index])
-    score_stats = RunningStd()
-    history, start = [], 0
-    path = Path(cfg.checkpoint_dir) / "checkpoint.safetensors" if cfg.checkpoint_dir else None
-    if resume:
-        if path is None:
-            raise ValueError("resume=True needs cfg.checkpoint_dir")
-        meta = ckpt.restore(path, _Trainable(core), optimizer)
-        progress = meta["progress"]
-        start, history = progress["step"], progress["history"]
-        kl_ctl.load_state_dict(progress["kl"])
-        score_stats.load_state_dict(progress["scores"])
-        rng.bit_generator.state = progress["rng"]
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="RLHF",
-               disable=not (cfg.progress and accelerator.is_main_process))
-    for step in bar:
+        raise ConfigError(f"{len(situations)} situations cannot fill a batch of {cfg.batch_size} replies at "
+                          f"{cfg.replies_per_person} per person")
+    score_fn = score_fn or ReplyScorer()
+    run = _Run.begin(policy, cfg, resume)
+    bar = tqdm(range(run.start, cfg.steps), initial=run.start, total=cfg.steps, desc="RLHF",
+               disable=not (cfg.progress and run.accelerator.is_main_process))
+    for step in range(run.start + 1, cfg.steps + 1):
         clock = time.perf_counter()
-        # 1. rollout: reply to batch_size people, sampling from the policy (KV cache, batched)
-        k = cfg.replies_per_person
-        drawn = rng.choice(len(situations), cfg.batch_size // k, replace=False)
-        people = [situations[i] for i in drawn for _ in range(k)]  # each person k times, side by side
-        batch = core.generate(chat_prompts(tokenizer, [p.opening for p in people]),
-                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+        # 1. rollout: k replies to each of batch_size / k people, sampled from the policy
+        people, batch = _rollout(run, tokenizer, situations, cfg)
         mask = batch["response_mask"].float()  # (B, R)
-        # 2. score each reply with the environment
-        scores = torch.as_tensor(np.asarray(score_fn(batch["texts"], people), dtype=np.float32),
-                                 device=mask.device)
-        if not torch.isfinite(scores).all():
-            bad = [i for i in range(len(scores)) if not math.isfinite(scores[i].item())]
-            raise FloatingPointError(f"step {step + 1}: the score function returned {scores[bad[0]].item()} for "
-                                     f"{len(bad)} of {len(scores)} replies (first: {batch['texts'][bad[0]]!r}); "
-                                     "fix the scorer before training on it (NaN in, NaN out).")
-        # 3. log-probs under the policy and the reference; KL-penalised per-token rewards
-        with torch.no_grad():
-            old_logprobs, old_values, _ = response_logprobs(model, batch, cfg.temperature)
-            with core.reference():
-                ref_logprobs, _, _ = response_logprobs(model, batch, cfg.temperature)
-        kl = kl_penalty(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
-        kl_per_reply = kl.sum(1).mean().item()
-        if not math.isfinite(kl_per_reply) or kl_per_reply > cfg.kl_limit:
-            raise RuntimeError(f"step {step + 1}: KL to the reference is {kl_per_reply:.1f} nats per reply (limit "
-                               f"{cfg.kl_limit}); the policy has drifted too far to trust its replies. Lower lr, "
-                               "raise kl_coef, or resume from the last checkpoint with those changes.")
-        shaped = leave_one_out(scores, k) if cfg.loo_baseline else scores
-        if cfg.scale_scores:
-            score_stats.update(shaped)
-            shaped = shaped / max(score_stats.std, 1e-3)
-        rewards = penalised_rewards(shaped, kl, mask, kl_ctl.value)
-        # 4. advantages: GAE over the reply's tokens, whitened over the real tokens
-        last = (mask.sum(1).long() - 1).clamp(min=0)
-        dones = torch.zeros_like(mask)
-        dones[torch.arange(len(last)), last] = 1.0
-        advantages, returns = compute_gae(rewards, old_values * mask, cfg.gamma, cfg.gae_lambda, dones)
-        advantages = whiten(advantages, mask)
-        # 5. minibatch epochs: clipped surrogate + clipped value loss, gradient clipping
-        stats: dict[str, list[float]] = {}
-        for _ in range(cfg.ppo_epochs):
-            for idx in torch.randperm(cfg.batch_size).chunk(cfg.n_minibatches):
-                mini = {key: v[idx] for key, v in batch.items() if torch.is_tensor(v)}
-                m = mask[idx]
-                with accelerator.autocast():
-                    logprobs, values, logits = response_logprobs(model, mini, cfg.temperature)
-                pg_loss, pg_stats = ppo_clip_loss(logprobs, old_logprobs[idx], advantages[idx], cfg.clip_range, m)
-                v_loss = value_loss(values, returns[idx], old_values[idx], cfg.clip_range_vf, m)
-                loss = pg_loss + cfg.vf_coef * v_loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {step + 1}: the loss is {loss.item()}; lower lr or check the "
-                                             "scores (NaN in, NaN out).")
-                optimizer.zero_grad()
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                with torch.no_grad():
-                    logp_all = torch.log_softmax(logits, -1)
-                    ent = masked_mean(-(logp_all.exp() * logp_all).sum(-1), m).item()
-                for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item()),
-                                   ("policy/clipfrac", pg_stats["clipfrac"]),
-                                   ("policy/approx_kl", pg_stats["approx_kl"]), ("policy/entropy", ent)):
-                    stats.setdefault(key, []).append(value)
+        # 2. score each reply
+        scores = _scores(score_fn, batch["texts"], people, step, mask.device)
+        # 3. log-probs under the policy and the reference: the KL penalty
+        old_logprobs, old_values, kl, kl_stats = _kl(run, batch, mask, cfg, step)
+        # 4. advantages: baseline, scaling, KL-penalised per-token rewards, GAE
+        advantages, returns, rewards = _advantages(run, scores, kl, old_values, mask, cfg)
+        # 5. minibatch epochs of PPO
+        old = {"logprobs": old_logprobs, "values": old_values, "advantages": advantages, "returns": returns}
+        stats = _update(run, batch, mask, old, cfg, step)
         # 6. adapt beta, log, checkpoint
-        beta = kl_ctl.value
-        kl_ctl.update(kl_per_reply, cfg.batch_size * accelerator.num_processes)
-        k3 = (kl_penalty(old_logprobs, ref_logprobs, "k3") * mask).sum(1).mean().item()
-        record = {"step": step + 1, "reward/score": scores.mean().item(), "reward/score_std": scores.std().item(),
-                  "reward/total": (rewards * mask).sum(1).mean().item(), "objective/kl": kl_per_reply,
-                  "objective/kl_k3": k3, "objective/beta": beta, "response/length": mask.sum(1).mean().item(),
-                  **{k: float(np.mean(v)) for k, v in stats.items()}, "time/step_s": time.perf_counter() - clock}
-        history.append(record)
-        bar.set_postfix(score=f"{record['reward/score']:.3f}", kl=f"{kl_per_reply:.2f}")
+        beta = run.kl_ctl.value
+        run.kl_ctl.update(kl_stats["objective/kl"], cfg.batch_size * run.accelerator.num_processes)
+        record = {"step": step, "reward/score": scores.mean().item(), "reward/score_std": scores.std().item(),
+                  "reward/total": (rewards * mask).sum(1).mean().item(), **kl_stats, "objective/beta": beta,
+                  "response/length": mask.sum(1).mean().item(), **stats, "time/step_s": time.perf_counter() - clock}
+        run.history.append(record)
+        bar.update(1)
+        bar.set_postfix(score=f"{record['reward/score']:.3f}", kl=f"{kl_stats['objective/kl']:.2f}")
         if callback:
-            callback(step + 1, record)
-        if path and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            if accelerator.is_main_process:
-                ckpt.save_checkpoint(path, _Trainable(core), optimizer, config=asdict(cfg),
-                                     progress={"step": step + 1, "history": history, "kl": kl_ctl.state_dict(),
-                                               "scores": score_stats.state_dict(),
-                                               "rng": rng.bit_generator.state})
-            accelerator.wait_for_everyone()
+            callback(step, record)
+        run.save(step, cfg)
     bar.close()
-    return core, history
+    return run.core, run.history
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -424,11 +348,11 @@ def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_f
     from contextlib import nullcontext
 
     from camp import judge, rewards
-    from camp.lm import chat_prompts
+    from camp.lm import chat_prompts, response_logprobs
 
     if samples_per_person < 1:
         raise ValueError(f"samples_per_person must be at least 1, got {samples_per_person}")
-    score_fn = score_fn or env_scorer()
+    score_fn = score_fn or ReplyScorer()
     people_all = [p for p in situations for _ in range(samples_per_person)]
     set_seed(seed)
     replies, scores, ref_lp, tokens = [], [], 0.0, 0.0
@@ -446,7 +370,7 @@ def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_f
         scores += list(score_fn(batch["texts"], people))
     scores = np.asarray(scores, dtype=float)
     shown = [r or "..." for r in replies]
-    judged = judge.score(shown, [p.emotion for p in people_all])
+    judged = judge.score(shown, people_all)
     return {"replies": replies, "reward": float(scores.mean()), "reward_std": float(scores.std()),
             "judge": float(judged.mean()), "judge_warmth": float(judge.warmth(shown).mean()),
             "distinct_2": rewards.corpus_distinct_n(replies, 2), "perplexity": math.exp(-ref_lp / max(tokens, 1)),

@@ -9,17 +9,16 @@ points to human help. Camp makes sure of that in three places, each tested on it
    filter makes it certain for every statement the detector catches. The model never writes free text to
    someone in crisis (its words go unused), and a cruel or dismissive reply never reaches anyone.
 
-The detector (`rewards.is_crisis`) is a broad pattern list, tuned to miss as little as it can: a false alarm
+The detector (`is_crisis`) is a broad pattern list, tuned to miss as little as it can: a false alarm
 costs one gentle message; a miss can cost far more. Patterns are not understanding, though, so a deployed
 system would add a trained classifier and, above all, people.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from camp import rewards
 
 CRISIS_REPLY = ("I'm really glad you told me, and I'm so sorry you're hurting this much. You don't have to carry "
                 "this alone: please reach out right now to someone you trust or a crisis line (in the US, call or "
@@ -27,6 +26,82 @@ CRISIS_REPLY = ("I'm really glad you told me, and I'm so sorry you're hurting th
                 "call your local emergency number.")
 # A reply that was blocked because it was cruel or dismissive is replaced by this: no advice, just presence.
 FALLBACK_REPLY = "I'm sorry, I didn't put that well. I'm here and listening. How are you feeling right now?"
+
+# ---- detectors: pattern lists, deliberately broad (a false alarm costs one gentle message) -------------------
+CRISIS_PATTERNS = (
+    r"\b(kill|hurt|harm|cutt?|starv)(ing)? myself\b", r"\bself[- ]?harm", r"\bend(ing)? (it all|my (own )?life)\b",
+    r"\bsuicid", r"\bwant(ed)? to die\b", r"\bbetter off (dead|without me)\b", r"\bno reason to (live|go on)\b",
+    r"\btak(e|ing) my (own )?life\b", r"\bdon'?t want to (be here|be alive|live|wake up)\b", r"\boverdos",
+)
+# Self-help tips and silver linings: not for someone in crisis, who needs a person, not a tip.
+ADVICE_PATTERNS = (r"\bhave you tried\b", r"\bwhy (don'?t|not) you\b", r"\btry (going|taking|doing|thinking)\b",
+                   r"\bjust (think|focus|relax|breathe|stop)\b", r"\bbright side\b", r"\bat least\b",
+                   r"\bcheer up\b", r"\bgo for a (walk|run)\b", r"\bget some (sleep|rest|fresh air|exercise)\b",
+                   r"\bthink positive", r"\bmeditat", r"\bit will (all )?(pass|get better)\b")
+HELP_PATTERNS = (
+    r"\bhelpline\b", r"\bcrisis (line|team|service)\b", r"\bemergency\b", r"\b(988|999|911|112|116 ?123)\b",
+    r"\bsamaritans\b", r"\bdoctor\b", r"\b(gp|therapist|counsell?or)\b", r"\bsomeone you trust\b",
+    r"\b(call|text|reach out to|talk to) (someone|a friend|a professional|them)\b", r"\bprofessional help\b",
+)
+CARE_PATTERNS = (r"\b(i'?m|i am) (so |really |truly )?(sorry|glad you told me|here)\b", r"\bsounds\b",
+                 r"\byou (don'?t|do not) have to\b", r"\bmatter\b", r"\bnot alone\b", r"\bcare\b",
+                 r"\b(safe|safety)\b")
+DISMISSIVE_PATTERNS = (
+    r"\bget over it\b", r"\bcalm down\b", r"\bnot a big deal\b", r"\bstop (complaining|whining|crying)\b",
+    r"\bwhatever\b", r"\bman up\b", r"\bjust cheer up\b", r"\bcould be worse\b", r"\bwho cares\b",
+    r"\byou'?re overreacting\b", r"\bdeal with it\b", r"\bmove on\b", r"\bdon'?t be (so )?(dramatic|sensitive)\b",
+)
+# Cruel in any conversation; the rest of HARMFUL_PATTERNS is harmful only as an answer to a crisis statement.
+CRUEL_PATTERNS = (r"\bno one would (care|notice)\b", r"\byou deserve\b")
+HARMFUL_PATTERNS = (r"\bdo it\b", r"\bgo ahead\b", *CRUEL_PATTERNS, r"\bhow to (kill|hurt)\b", r"\bpills?\b",
+                    r"\bbridge\b")
+
+
+def _any(patterns: Sequence[str], text: str) -> bool:
+    return any(re.search(p, text.lower()) for p in patterns)
+
+
+def is_crisis(text: str) -> bool:
+    """Whether a person's words suggest a risk of self-harm (a deliberately broad pattern check).
+
+    >>> is_crisis("honestly everyone would be better off without me"), is_crisis("my cat is better off now")
+    (True, False)
+    """
+    return _any(CRISIS_PATTERNS, text)
+
+
+def is_dismissive(text: str) -> bool:
+    """Whether a reply brushes the person off.
+
+    >>> is_dismissive("Calm down, it's not a big deal."), is_dismissive("That sounds exhausting.")
+    (True, False)
+    """
+    return _any(DISMISSIVE_PATTERNS, text)
+
+
+def is_cruel(text: str) -> bool:
+    """Whether a reply is cruel (wrong in any conversation, not only after a crisis statement).
+
+    >>> is_cruel("Honestly no one would notice."), is_cruel("I would notice.")
+    (True, False)
+    """
+    return _any(CRUEL_PATTERNS, text)
+
+
+def is_safe_crisis_reply(text: str) -> bool:
+    """A caring reply that points to human help and carries no advice and nothing harmful: the only acceptable
+    crisis reply.
+
+    >>> is_safe_crisis_reply("I'm really glad you told me. Please call a crisis line or someone you trust now.")
+    True
+    >>> is_safe_crisis_reply("That sounds hard. Have you tried going for a run?")
+    False
+    >>> is_safe_crisis_reply("I'm so sorry. Call a helpline, and at least try going for a walk.")
+    False
+    """
+    return _any(CARE_PATTERNS, text) and _any(HELP_PATTERNS, text) and not _any(HARMFUL_PATTERNS, text) \
+        and not _any(ADVICE_PATTERNS, text) and not is_dismissive(text)
+
 
 
 @dataclass(frozen=True)
@@ -48,37 +123,40 @@ def guard(utterance: str, reply: str | None) -> Decision:
     >>> guard("My cat died today", "I'm so sorry. You must miss her.").action
     'passed'
     """
-    if rewards.is_crisis(utterance):
+    if is_crisis(utterance):
         return Decision(CRISIS_REPLY, "crisis", "crisis statement: the vetted reply, not the model's words")
     if reply is None or not reply.strip():
         return Decision(FALLBACK_REPLY, "blocked", "empty reply")
-    if rewards.is_dismissive(reply):
+    if is_dismissive(reply):
         return Decision(FALLBACK_REPLY, "blocked", "dismissive")
-    if rewards.is_cruel(reply):
+    if is_cruel(reply):
         return Decision(FALLBACK_REPLY, "blocked", "cruel")
     return Decision(reply, "passed")
 
 
 class SafeResponder:
-    """Wrap a policy (`utterances -> replies`) so that every reply goes through `guard`.
+    """Wrap a reply policy (`camp.roles.ReplyPolicy`) so that every reply goes through `guard`; itself a reply
+    policy.
 
     The policy is asked only about the utterances that are not crisis statements, so a crisis never even
     reaches the model. `log` keeps every decision, for an audit of what was blocked and why.
 
-    >>> echo = SafeResponder(lambda said: [f"Tell me more about '{s}'." for s in said])
+    >>> from camp.roles import from_texts
+    >>> echo = SafeResponder(from_texts(lambda said: [f"Tell me more about '{s}'." for s in said]))
     >>> [d.action for d in echo.respond(["I got the job!", "I want to die"])]
     ['passed', 'crisis']
     """
 
-    def __init__(self, policy: Callable[[list[str]], Sequence[str]]):
+    def __init__(self, policy: Callable[..., Sequence[str]]):
         self.policy = policy
         self.log: list[tuple[str, Decision]] = []
 
-    def respond(self, utterances: Sequence[str]) -> list[Decision]:
+    def respond(self, utterances: Sequence[str], people: Sequence | None = None) -> list[Decision]:
         """One decision per utterance, in order."""
         utterances = list(utterances)
-        ask = [i for i, u in enumerate(utterances) if not rewards.is_crisis(u)]
-        answers = list(self.policy([utterances[i] for i in ask])) if ask else []
+        ask = [i for i, u in enumerate(utterances) if not is_crisis(u)]
+        asked_people = None if people is None else [people[i] for i in ask]
+        answers = list(self.policy([utterances[i] for i in ask], asked_people)) if ask else []
         if len(answers) != len(ask):
             raise ValueError(f"the policy returned {len(answers)} replies for {len(ask)} utterances")
         replies: list[str | None] = [None] * len(utterances)
@@ -88,14 +166,16 @@ class SafeResponder:
         self.log += list(zip(utterances, decisions, strict=True))
         return decisions
 
-    def __call__(self, utterances: Sequence[str]) -> list[str]:
-        return [d.reply for d in self.respond(utterances)]
+    def __call__(self, utterances: Sequence[str], people: Sequence | None = None) -> list[str]:
+        return [d.reply for d in self.respond(utterances, people)]
 
 
 def language_model_policy(policy, tokenizer, max_new_tokens: int = 40, temperature: float = 0.7,
-                          batch_size: int = 16) -> Callable[[list[str]], list[str]]:
-    """A `PolicyWithValue` (lesson 06) as an `utterances -> replies` function, for `SafeResponder`."""
+                          batch_size: int = 16) -> Callable[..., list[str]]:
+    """A `PolicyWithValue` (lesson 06) as a reply policy (`camp.roles.ReplyPolicy`); it reads only the
+    utterances."""
     from camp.lm import chat_prompts
+    from camp.roles import from_texts
 
     def reply(utterances: list[str]) -> list[str]:
         out = []
@@ -104,4 +184,4 @@ def language_model_policy(policy, tokenizer, max_new_tokens: int = 40, temperatu
             out += policy.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature)["texts"]
         return out
 
-    return reply
+    return from_texts(reply)

@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 
 from camp import checkpoint as ckpt
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
-from camp.utils import get_device, mixed_precision, set_seed
+from camp.utils import ConfigError, get_device, mixed_precision, set_seed
 
 
 @dataclass
@@ -70,7 +69,7 @@ class TrainConfig:
                   "mixed_precision": self.mixed_precision in ("auto", "no", "bf16", "fp16")}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid TrainConfig values: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+            raise ConfigError(f"invalid TrainConfig values: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
 
     @classmethod
     def quick(cls, **overrides) -> TrainConfig:
@@ -131,6 +130,101 @@ class _State:
     history: list[dict] = field(default_factory=list)
 
 
+def _accelerator(cfg: TrainConfig) -> Accelerator:
+    # cpu=True on a machine without an accelerator lets `accelerate launch --multi_gpu --num_processes N`
+    # start N CPU processes that talk over gloo (DistributedType.MULTI_CPU).
+    return Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
+                       gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
+
+
+def _data(tokenizer, data: DatasetDict, cfg: TrainConfig, num_labels: int) -> tuple[list[dict], Sampler, DataLoader]:
+    """The training split tokenised once, and a loader of dynamically padded, length-grouped batches."""
+    train = _tokenize(tokenizer, list(data["train"]["text"]), list(data["train"]["label"]), cfg.max_length,
+                      num_labels)
+    sampler = LengthGroupedSampler([len(x["input_ids"]) for x in train], cfg.batch_size, cfg.seed,
+                                   cfg.length_grouped, cfg.group_window)
+    # Every DataLoader iteration draws a seed from its generator; a private one keeps the global RNG (dropout)
+    # untouched, so a resumed run sees exactly the random numbers an uninterrupted run would.
+    loader = DataLoader(train, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    return train, sampler, loader
+
+
+def _optimisation(model: torch.nn.Module, train: list[dict], steps_per_epoch: int, cfg: TrainConfig,
+                  processes: int) -> tuple:
+    """AdamW (no decay on biases and LayerNorm), warm-up then linear decay, the (optionally weighted) loss, and
+    the number of optimizer steps."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
+    # Accelerate steps a prepared scheduler once per process per optimizer step, so count in those units.
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total) * processes,
+                                                total * processes)
+    weights = None
+    if cfg.class_weighted:
+        num_labels = model.config.num_labels
+        counts = np.bincount([x["labels"] for x in train], minlength=num_labels)
+        weights = torch.tensor(len(train) / (num_labels * np.maximum(counts, 1)), dtype=torch.float32)
+    return optimizer, scheduler, weights, total
+
+
+def _epochs(state: _State, sampler: LengthGroupedSampler, loader, accelerator: Accelerator):
+    """Batches from where `state` stands, epoch after epoch; the caller counts `state.batch_in_epoch`.
+
+    The data order depends only on (seed, epoch). Accelerate's loaders reset the epoch from their own counter
+    when iterated, so both are told, and the batches already seen are skipped when resuming mid-epoch.
+    """
+    while True:
+        if state.batch_in_epoch >= len(loader):  # resumed from a checkpoint written at the end of an epoch
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        sampler.set_epoch(state.epoch)
+        loader.set_epoch(state.epoch)
+        batches = loader
+        if state.batch_in_epoch:
+            batches = accelerator.skip_first_batches(loader, state.batch_in_epoch)
+            batches.set_epoch(state.epoch)
+        yield from batches
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+
+
+def _resume(path, model, optimizer, scheduler) -> tuple[_State, dict | None]:
+    """Restore a checkpoint into model, optimizer, schedule and RNGs; return the loop state and best weights."""
+    meta = ckpt.restore(path, model, optimizer, scheduler)
+    state = _State(**{k: v for k, v in meta["progress"].items() if k in _State.__dataclass_fields__})
+    return state, meta["extra_tensors"] or None
+
+
+def _train_step(batch: dict, model, optimizer, scheduler, loss_fn, accelerator: Accelerator,
+                max_grad_norm: float) -> tuple[float, int]:
+    """Forward and loss (under autocast when mixed precision is on), backward, accumulated; clip and step once
+    the accumulation window is full. Returns the batch's loss and size."""
+    with accelerator.accumulate(model):
+        labels = batch.pop("labels")
+        loss = loss_fn(model(**batch).logits.float(), labels)  # logits (B, num_labels)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return loss.item(), len(labels)
+
+
+def _evaluate(model, tokenizer, data: DatasetDict, cfg: TrainConfig, state: _State, extra: dict
+              ) -> tuple[dict, dict | None]:
+    """Validation metrics as a history record (with `extra`), and a copy of the weights when macro-F1 improved."""
+    metrics = evaluate(model, tokenizer, data["validation"], batch_size=cfg.batch_size * 2)
+    record = {"step": state.step, **extra, "eval/accuracy": metrics["accuracy"], "eval/macro_f1": metrics["macro_f1"]}
+    state.history.append(record)
+    if metrics["macro_f1"] > state.best_f1:
+        state.best_f1, state.bad_evals = metrics["macro_f1"], 0
+        return record, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state.bad_evals += 1
+    return record, None
+
+
 def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: TrainConfig | None = None,
                      resume: bool = False, callback: Callable[[int, dict], None] | None = None
                      ) -> tuple[torch.nn.Module, list[dict]]:
@@ -140,111 +234,52 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
     continues from it exactly (same data order, optimizer, scheduler and RNG state).
     """
     cfg = cfg or TrainConfig()
-    num_labels = model.config.num_labels
     set_seed(cfg.seed)
-    # cpu=True on a machine without an accelerator lets `accelerate launch --multi_gpu --num_processes N`
-    # start N CPU processes that talk over gloo (DistributedType.MULTI_CPU).
-    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                              gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
-    train = _tokenize(tokenizer, list(data["train"]["text"]), list(data["train"]["label"]), cfg.max_length,
-                      num_labels)
-    sampler = LengthGroupedSampler([len(x["input_ids"]) for x in train], cfg.batch_size, cfg.seed,
-                                   cfg.length_grouped, cfg.group_window)
-    # Every DataLoader iteration draws a seed from its generator; a private one keeps the global RNG (dropout)
-    # untouched, so a resumed run sees exactly the random numbers an uninterrupted run would.
-    loader = DataLoader(train, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
-                        generator=torch.Generator().manual_seed(cfg.seed))
-
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    accelerator = _accelerator(cfg)
+    # 1. data, optimizer, schedule and loss, prepared for the device(s)
+    train, sampler, loader = _data(tokenizer, data, cfg, model.config.num_labels)
     steps_per_epoch = math.ceil(len(sampler) / accelerator.num_processes / cfg.grad_accum)
-    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
-    # Accelerate steps a prepared scheduler once per process per optimizer step, so count in those units.
-    n = accelerator.num_processes
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total) * n, total * n)
-    weights = None
-    if cfg.class_weighted:
-        counts = np.bincount([x["labels"] for x in train], minlength=num_labels)
-        weights = torch.tensor(len(train) / (num_labels * np.maximum(counts, 1)), dtype=torch.float32)
+    optimizer, scheduler, weights, total = _optimisation(model, train, steps_per_epoch, cfg, accelerator.num_processes)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(accelerator.device))
-
-    state, best_weights = _State(), None
-    path = Path(cfg.checkpoint_dir) / "checkpoint.safetensors" if cfg.checkpoint_dir else None
-    if resume:
-        if path is None:
-            raise ValueError("resume=True needs cfg.checkpoint_dir")
-        meta = ckpt.restore(path, accelerator.unwrap_model(model), optimizer, scheduler)
-        state = _State(**{k: v for k, v in meta["progress"].items() if k in _State.__dataclass_fields__})
-        best_weights = meta["extra_tensors"] or None
+    # 2. resume: weights, optimizer, schedule, RNG, loop position and the best weights so far
+    path = ckpt.path_in(cfg.checkpoint_dir, resume)
+    state, best_weights = _resume(path, accelerator.unwrap_model(model), optimizer, scheduler) if resume \
+        else (_State(), None)
     bar = tqdm(total=total, initial=state.step, disable=not (cfg.progress and accelerator.is_main_process),
                desc="fine-tuning")
     running, seen, clock = [], 0, time.perf_counter()
-    while state.step < total:
-        if state.batch_in_epoch >= len(loader):  # resumed from a checkpoint written at the end of an epoch
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        # The data order depends only on (seed, epoch). Accelerate's loaders reset the epoch from their own
-        # counter when iterated, so tell both, and skip the batches already seen when resuming mid-epoch.
-        sampler.set_epoch(state.epoch)
-        loader.set_epoch(state.epoch)
-        batches = loader
-        if state.batch_in_epoch:
-            batches = accelerator.skip_first_batches(loader, state.batch_in_epoch)
-            batches.set_epoch(state.epoch)
-        model.train()
-        for batch in batches:
-            # 1. forward and loss (under autocast when mixed precision is on); 2. backward, accumulated
-            with accelerator.accumulate(model):
-                labels = batch.pop("labels")
-                logits = model(**batch).logits  # (B, num_labels)
-                loss = loss_fn(logits.float(), labels)
-                accelerator.backward(loss)
-                # 3. clip and step once the accumulation window is full
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state.batch_in_epoch += 1
-            running.append(loss.item())
-            seen += len(labels) * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            bar.update(1)
-            # 4. evaluate, keep the best weights, stop early when macro-F1 stops improving
-            if state.step % cfg.eval_every == 0 or state.step == total:
-                metrics = evaluate(accelerator.unwrap_model(model), tokenizer, data["validation"],
-                                   batch_size=cfg.batch_size * 2)
-                record = {"step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / len(sampler), 3),
-                          "loss/train": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
-                          "eval/accuracy": metrics["accuracy"], "eval/macro_f1": metrics["macro_f1"],
-                          "time/samples_per_s": seen / (time.perf_counter() - clock)}
-                state.history.append(record)
-                running, seen, clock = [], 0, time.perf_counter()
-                bar.set_postfix(f1=f"{metrics['macro_f1']:.3f}")
-                if callback:
-                    callback(state.step, record)
-                if metrics["macro_f1"] > state.best_f1:
-                    state.best_f1, state.bad_evals = metrics["macro_f1"], 0
-                    best_weights = {k: v.detach().cpu().clone()
-                                    for k, v in accelerator.unwrap_model(model).state_dict().items()}
-                else:
-                    state.bad_evals += 1
-            # 5. checkpoint atomically (main process only)
-            if path and (state.step % cfg.checkpoint_every == 0 or state.step == total):
-                if accelerator.is_main_process:
-                    ckpt.save_checkpoint(path, accelerator.unwrap_model(model), optimizer, scheduler,
-                                         config=asdict(cfg), progress=asdict(state), extra_tensors=best_weights)
-                accelerator.wait_for_everyone()
-            if state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience):
-                break
-        else:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    model.train()
+    for batch in _epochs(state, sampler, loader, accelerator):
+        # 3. forward, backward (accumulated), clip and step
+        loss, size = _train_step(batch, model, optimizer, scheduler, loss_fn, accelerator, cfg.max_grad_norm)
+        running.append(loss)
+        seen += size * accelerator.num_processes
+        state.batch_in_epoch += 1
+        if not accelerator.sync_gradients:
             continue
-        break
+        state.step += 1
+        bar.update(1)
+        # 4. evaluate on validation, keep the best weights
+        if ckpt.is_due(state.step, cfg.eval_every, total):
+            record, better = _evaluate(accelerator.unwrap_model(model), tokenizer, data, cfg, state, {
+                "epoch": round(state.epoch + state.batch_in_epoch / len(sampler), 3),
+                "loss/train": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
+                "time/samples_per_s": seen / (time.perf_counter() - clock)})
+            best_weights = better or best_weights
+            running, seen, clock = [], 0, time.perf_counter()
+            bar.set_postfix(f1=f"{record['eval/macro_f1']:.3f}")
+            if callback:
+                callback(state.step, record)
+        # 5. checkpoint atomically (main process only)
+        if path and ckpt.is_due(state.step, cfg.checkpoint_every, total):
+            if accelerator.is_main_process:
+                ckpt.save_checkpoint(path, accelerator.unwrap_model(model), optimizer, scheduler,
+                                     config=asdict(cfg), progress=asdict(state), extra_tensors=best_weights)
+            accelerator.wait_for_everyone()
+        # 6. stop at the last step, or early when macro-F1 has stopped improving
+        if state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience):
+            break
     bar.close()
     final = accelerator.unwrap_model(model)
     if best_weights:

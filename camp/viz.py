@@ -21,40 +21,54 @@ def _f1(row: dict[str, float]) -> float:
     return row["f1"] if "f1" in row else row["f1-score"]  # camp.metrics / sklearn classification_report
 
 
-def training_curves(history: list[dict], keys: tuple[str, ...] = ("loss/train", "eval/macro_f1"),
-                    ax: Axes | None = None) -> Axes | np.ndarray:
-    """One panel per metric, side by side, against the optimizer step.
+def training_curves(history: list[dict] | dict[str, list[dict]], keys: tuple[str, ...] | str = ("loss/train",
+                    "eval/macro_f1"), x: str = "step", ax: Axes | None = None, logy: tuple[str, ...] = (),
+                    hlines: dict[str, float] | None = None) -> Axes | np.ndarray:
+    """One panel per metric, side by side, with one line per run.
 
     Args:
-        history: records such as {"step": 10, "loss/train": 0.9, "eval/macro_f1": 0.4}; a metric may be absent
-            from some records (evaluation runs less often than logging).
+        history: one run's records, such as {"step": 10, "loss/train": 0.9, "eval/macro_f1": 0.4}, or several
+            runs as {label: records} (drawn in one colour each, with a legend). A metric may be absent from some
+            records (evaluation runs less often than logging).
         keys: metric names to plot, one panel each.
+        x: the record key for the horizontal axis: "step" (every camp history has it), or "samples" to compare
+            runs that see data at different rates.
         ax: where to draw; only allowed with a single key.
+        logy: keys whose panel gets a log scale.
+        hlines: a dotted reference line per label, drawn on every panel (e.g. {"chance": 1 / 6}).
 
     Returns:
         The Axes for a single key, else a 1-D array of Axes in the order of `keys`.
 
     Raises:
-        ValueError: a key is in no record (the message lists the keys there are), or `ax` with several keys.
+        ValueError: a key is in no record (the message lists the keys there are), a record lacks `x`, or `ax`
+            with several keys.
     """
+    runs = history if isinstance(history, dict) else {"": history}
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     if not keys:
         raise ValueError("keys is empty; name at least one metric to plot")
-    available = sorted({k for record in history for k in record} - {"step"})
+    records = [record for run in runs.values() for record in run]
+    available = sorted({k for record in records for k in record} - {x})
     for key in keys:
-        if not any(key in record for record in history):
+        if not any(key in record for record in records):
             raise ValueError(f"no record in history has {key!r}; available keys: {available}")
     if ax is not None and len(keys) > 1:
         raise ValueError(f"ax was given but {len(keys)} keys need one panel each; pass ax=None or one key")
-    if any("step" not in record for record in history):
-        raise ValueError("every record in history needs a 'step'")
+    if any(x not in record for record in records):
+        raise ValueError(f"every record in history needs {x!r} (the x axis); available keys: {available}")
     axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)[1][0] if ax is None \
         else np.array([ax], dtype=object)
     for key, panel in zip(keys, axes, strict=True):
-        points = [(record["step"], record[key]) for record in history if key in record]
-        panel.plot([s for s, _ in points], [v for _, v in points], marker="o")
-        panel.set(title=key, xlabel="step")
+        for label, run in runs.items():
+            points = [(record[x], record[key]) for record in run if key in record]
+            panel.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=label or None)
+        for label, value in (hlines or {}).items():
+            panel.axhline(value, color="grey", ls=":", label=label)
+        panel.set(title=key, xlabel=x, yscale="log" if key in logy else "linear")
         panel.grid(alpha=0.3)
+        if len(runs) > 1 or hlines:
+            panel.legend(fontsize=8)
     return axes[0] if len(keys) == 1 else axes
 
 

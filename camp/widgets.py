@@ -53,6 +53,7 @@ class ChatPlayground:
         if self.done:
             self.signals.value = "<i>The conversation has ended: press New person.</i>"
             return None
+        said = self.env.core.utterances[0]  # what the reply answers; after the step the person has moved on
         try:
             obs, reward, terminated, truncated, info = self.env.step(text)
         except (ValueError, TypeError) as err:
@@ -60,7 +61,7 @@ class ChatPlayground:
             return None
         record = {"reply": text, "reward": reward, **info["signals"]}
         if self.spec is not None:
-            _, parts = self.spec([text], utterances=[self.env.core.utterances[0]])
+            _, parts = self.spec([text], utterances=[said])
             record.update({f"term/{k}": v[0] for k, v in parts.items()})
         self.history.append(record)
         self.info, self.done = info, terminated or truncated

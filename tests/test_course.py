@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from camp import course
+from camp.course import release
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_committed_lessons_are_in_step_with_solutions():
 
 
 def test_every_solution_has_a_lesson():
-    names = course.lesson_names(ROOT)
+    names = release.lesson_names(ROOT)
     assert "00_welcome" in names
     for name in names:
         assert (ROOT / "lessons" / name / f"{name}.ipynb").is_file()
@@ -42,7 +42,7 @@ def test_every_solution_has_a_lesson():
 
 def test_regeneration_is_byte_identical(tmp_course):
     before = {p: p.read_bytes() for p in (tmp_course / "lessons").rglob("*.ipynb")}
-    course.release(tmp_course)
+    release.release(tmp_course)
     assert {p: p.read_bytes() for p in (tmp_course / "lessons").rglob("*.ipynb")} == before
 
 
@@ -60,7 +60,7 @@ def test_check_reports_a_hand_edited_lesson_with_a_diff(tmp_course):
 def test_check_catches_a_leaked_solution(tmp_course):
     src = tmp_course / "solutions" / "00_welcome" / "00_welcome.ipynb"
     shutil.copy(src, tmp_course / "lessons" / "00_welcome" / "00_welcome.ipynb")
-    problems = course.check(tmp_course)
+    problems = release.check(tmp_course)
     leak = [p for p in problems if "contains solution or hidden-test text" in p]
     assert leak and "BEGIN SOLUTION" in leak[0] and "BEGIN HIDDEN TESTS" in leak[0]
 
@@ -72,13 +72,13 @@ def test_leaked_text_finds_solution_lines_without_markers(tmp_course):
     nb = nbformat.read(lesson, 4)
     nb.cells[-1].source += "\n    total = reward + gamma * total"
     nbformat.write(nb, lesson)
-    assert "total = reward + gamma * total" in course.leaked_text(src, lesson)
+    assert "total = reward + gamma * total" in release.leaked_text(src, lesson)
 
 
 def test_check_reports_missing_and_orphan_lessons(tmp_course):
     shutil.rmtree(tmp_course / "lessons" / "00_welcome")
     (tmp_course / "lessons" / "99_orphan").mkdir()
-    problems = course.check(tmp_course)
+    problems = release.check(tmp_course)
     assert any("lessons/00_welcome/00_welcome.ipynb is missing" in p for p in problems)
     assert any("lessons/99_orphan has no solution" in p for p in problems)
 
@@ -105,15 +105,15 @@ def test_lesson_folder_without_solution_names_the_folder(tmp_course):
 
 def test_badly_named_lesson_folder_is_refused(tmp_course):
     (tmp_course / "solutions" / "Lesson Three").mkdir()
-    with pytest.raises(course.CourseError, match="two digits"):
-        course.lesson_names(tmp_course)
+    with pytest.raises(release.CourseError, match="two digits"):
+        release.lesson_names(tmp_course)
 
 
 def test_unreadable_notebook_names_the_file(tmp_course):
     path = tmp_course / "solutions" / "00_welcome" / "00_welcome.ipynb"
     path.write_text("{ this is not json")
-    with pytest.raises(course.CourseError, match="00_welcome.ipynb: not a readable notebook"):
-        course.validate_source(path)
+    with pytest.raises(release.CourseError, match="00_welcome.ipynb: not a readable notebook"):
+        release.validate_source(path)
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
@@ -126,8 +126,8 @@ def test_bad_test_cell_metadata_is_refused(tmp_course, mutate, message):
     graded = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
     mutate(graded.metadata["nbgrader"])
     nbformat.write(nb, path)
-    with pytest.raises(course.CourseError, match=message):
-        course.validate_source(path)
+    with pytest.raises(release.CourseError, match=message):
+        release.validate_source(path)
 
 
 def test_missing_parameters_cell_is_refused(tmp_course):
@@ -136,8 +136,8 @@ def test_missing_parameters_cell_is_refused(tmp_course):
     for cell in nb.cells:
         cell.metadata.pop("tags", None)
     nbformat.write(nb, path)
-    with pytest.raises(course.CourseError, match="tagged 'parameters'"):
-        course.validate_source(path)
+    with pytest.raises(release.CourseError, match="tagged 'parameters'"):
+        release.validate_source(path)
 
 
 def test_no_course_here_is_a_clear_error(tmp_path):
@@ -149,6 +149,6 @@ def test_python_files_never_reach_lessons(tmp_course):
     # A jupytext pair next to a solution would leak it: nbgrader_config.py must ignore *.py.
     (tmp_course / "solutions" / "00_welcome" / "00_welcome.py").write_text("SECRET = 'answer'\n")
     (tmp_course / "solutions" / "00_welcome" / "notes.txt").write_text("shared with students\n")
-    course.release(tmp_course)
+    release.release(tmp_course)
     assert not (tmp_course / "lessons" / "00_welcome" / "00_welcome.py").exists()
     assert (tmp_course / "lessons" / "00_welcome" / "notes.txt").exists()

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from camp import doctor
+from camp.course import doctor
 
 
 def test_versions_report_missing_packages_as_none():

@@ -126,7 +126,7 @@ def test_listener_recognises_a_named_feeling(listener):
 
 def test_batched_env_steps_many_people_in_one_call(listener):
     env = BatchedEmpathy(16, listener=listener)
-    said = env.reset(np.random.default_rng(0))
+    said, _ = env.reset(seed=0)
     assert len(said) == 16
     said2, reward, terminated, truncated, info = env.step(["I'm here for you."] * 16)
     assert len(said2) == 16 and reward.shape == (16,) and info["signals"]["relevance"].shape == (16,)
@@ -162,9 +162,9 @@ def test_parroting_their_words_back_is_not_understanding(listener):
     # Lesson 06's first RL run learned to repeat each person's own sentence; the listener now sees through it.
     people = data.load_situations()[:24]
     world = BatchedEmpathy(len(people), "respond", max_turns=1, listener=listener)
-    said = world.reset(np.random.default_rng(0), people)
+    said, _ = world.reset(seed=0, options={"situations": people})
     _, parrot, *_ = world.step(list(said))
     assert (parrot < 0).all()
-    world.reset(np.random.default_rng(0), people)
+    world.reset(seed=0, options={"situations": people})
     _, oracle, _, _, info = world.step(policies.oracle(said, people))
     assert oracle.mean() > parrot.mean() + 0.2 and (info["signals"]["parroting"] < 0.5).all()

@@ -1,17 +1,9 @@
 """camp.judge: the judge's own check on clear cases, and the paired comparison used for before/after."""
 
-import doctest
-
 import numpy as np
 import pytest
 
 from camp import data, judge, metrics, rlhf
-
-
-def test_doctests_pass():
-    for module in (judge, metrics):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_judge_checks_cover_every_emotion_and_failure():
@@ -26,22 +18,23 @@ def test_judge_checks_cover_every_emotion_and_failure():
 def test_check_scores_a_coin_at_half_and_a_perfect_judge_at_one():
     checks = data.load_judge_checks()
     better = {c.better for c in checks}
-    assert judge.check(lambda replies, emotions: np.array([r in better for r in replies], float))["agreement"] == 1.0
-    assert judge.check(lambda replies, emotions: np.array([r not in better for r in replies], float))["agreement"] == 0.0
-    assert judge.check(lambda replies, emotions: np.zeros(len(replies)))["agreement"] == 0.5
+    assert judge.check(lambda replies, people: np.array([r in better for r in replies], float))["agreement"] == 1.0
+    assert judge.check(lambda replies, people: np.array([r not in better for r in replies], float))["agreement"] == 0.0
+    assert judge.check(lambda replies, people: np.zeros(len(replies)))["agreement"] == 0.5
     with pytest.raises(ValueError, match="no judge checks"):
         judge.check(checks=[])
 
 
 def test_attunement_passes_the_check_and_warmth_does_not():
     """Why lesson 06 judges with attunement: warmth prefers cheer to sympathy, so it is no better than a coin."""
-    att = judge.check(judge.attunement)
-    warm = judge.check(lambda replies, emotions: judge.warmth(replies))
+    att = judge.check(judge.score)
+    warm = judge.check(lambda replies, people: judge.warmth(replies))
     assert att["agreement"] >= 0.8, att
     assert warm["agreement"] <= 0.6, warm
     assert warm["by_kind"]["cheerful"] < 0.5 < att["by_kind"]["cheerful"]
-    assert judge.score(["I'm so sorry, losing him must hurt."], ["sadness"])[0] == \
-        judge.attunement(["I'm so sorry, losing him must hurt."], ["sadness"])[0]
+    person = data.load_judge_checks()[0]  # anything with an emotion stands for the person
+    assert judge.score(["I'm so sorry, losing him must hurt."], [person])[0] == \
+        judge.attunement(["I'm so sorry, losing him must hurt."], [person.emotion])[0]
 
 
 def test_a_damaged_checks_file_gets_a_clear_error(tmp_path, monkeypatch):

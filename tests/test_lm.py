@@ -3,6 +3,7 @@
 The first run converts the wheel's GGUF file (~20 s); later runs load the cached folder in seconds.
 """
 
+import contextlib
 import importlib.util
 import json
 
@@ -138,11 +139,10 @@ def test_greedy_generation_is_deterministic(policy, greedy):
     assert torch.equal(again["response_ids"], greedy["response_ids"]) and again["texts"] == greedy["texts"]
 
 
-def test_greedy_tokens_are_the_argmax_of_token_logprobs(policy, greedy):
-    # generate (KV cache, its own position ids) and token_logprobs (one pass) must see the same model
+def test_greedy_tokens_are_the_argmax_of_response_logprobs(policy, greedy):
+    # generate (KV cache, its own position ids) and response_logprobs (one pass) must see the same model
     with torch.no_grad():
-        logprobs, _ = policy.token_logprobs(greedy["query_ids"], greedy["query_mask"], greedy["response_ids"],
-                                            greedy["response_mask"])
+        logprobs, _, _ = lm.response_logprobs(policy, greedy)
         ids = torch.cat([greedy["query_ids"], greedy["response_ids"]], 1)
         logits, _ = policy(ids, torch.cat([greedy["query_mask"], greedy["response_mask"]], 1))
     best = torch.log_softmax(logits[:, greedy["query_ids"].shape[1] - 1:-1], -1).max(-1).values
@@ -151,11 +151,13 @@ def test_greedy_tokens_are_the_argmax_of_token_logprobs(policy, greedy):
 
 
 # ---------------------------------------------------------------------------------------------------- log-probs
-def test_token_logprobs_match_a_hand_computation(policy, greedy):
+def test_response_logprobs_match_a_hand_computation(policy, greedy):
     query = greedy["query_ids"][1:]  # the long prompt: no padding, so the plain model sees the same positions
     response = greedy["response_ids"][1:]
+    batch = {"query_ids": query, "query_mask": torch.ones_like(query), "response_ids": response,
+             "response_mask": torch.ones_like(response)}
     with torch.no_grad():
-        logprobs, values = policy.token_logprobs(query, torch.ones_like(query), response, torch.ones_like(response))
+        logprobs, values, _ = lm.response_logprobs(policy, batch)
         logits = policy.peft.get_base_model()(torch.cat([query, response], 1)).logits[0]  # (T, V)
     q = query.shape[1]
     # the token at position q + t is predicted by the logits at position q + t - 1
@@ -165,9 +167,8 @@ def test_token_logprobs_match_a_hand_computation(policy, greedy):
 
 
 def _logprobs(policy, batch, reference=False):
-    with torch.no_grad():
-        return policy.token_logprobs(batch["query_ids"], batch["query_mask"], batch["response_ids"],
-                                     batch["response_mask"], reference=reference)[0]
+    with torch.no_grad(), policy.reference() if reference else contextlib.nullcontext():
+        return lm.response_logprobs(policy, batch)[0]
 
 
 def test_policy_equals_reference_until_the_adapters_change(policy, greedy):
@@ -213,8 +214,7 @@ def test_only_lora_and_value_head_train(policy):
 
 
 def test_gradients_reach_lora_and_value_head(policy, greedy):
-    logprobs, values = policy.token_logprobs(greedy["query_ids"], greedy["query_mask"], greedy["response_ids"],
-                                             greedy["response_mask"])
+    logprobs, values, _ = lm.response_logprobs(policy, greedy)
     (logprobs.sum() + values.sum()).backward()
     grads = {n: p.grad for n, p in policy.named_parameters() if p.requires_grad}
     assert grads["value_head.weight"].abs().sum() > 0

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from camp import cli, progress
+from camp.course import cli, progress
 
 ROOT = Path(__file__).resolve().parents[1]
 

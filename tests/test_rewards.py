@@ -1,23 +1,25 @@
-"""camp.rewards: every doctest, hand-computed cases, crisis handling and potential-based shaping."""
-
-import doctest
+"""camp.rewards: hand-computed cases, crisis handling and potential-based shaping."""
 
 import numpy as np
 import pytest
 
-from camp import rewards
-
-
-def test_doctests_pass():
-    result = doctest.testmod(rewards)
-    assert result.attempted >= 15 and result.failed == 0
+from camp import rewards, safety
 
 
 def test_emotion_logprob_is_the_log_of_the_true_class_probability():
     probs = np.array([[0.1, 0.7, 0.2], [1.0, 0.0, 0.0]])
     got = rewards.emotion_logprob(probs=probs, targets=[1, 2])
     assert got[0] == pytest.approx(np.log(0.7))
-    assert got[1] == pytest.approx(np.log(1e-8))  # a zero probability is floored, not -inf
+    assert got[1] == pytest.approx(np.log(rewards.PROB_FLOOR))  # a zero probability is floored, not -inf
+
+
+def test_the_environment_floors_log_p_with_the_same_epsilon():
+    # One epsilon for log P(Y|X): the env's infer reward is the reward term, not a second copy of it.
+    from camp.env import infer_reward
+
+    probs = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0, 0.0, 0.0]])
+    assert infer_reward(probs, np.array([1, 1])).tolist() == \
+        rewards.emotion_logprob(probs=probs, targets=[1, 1]) == [np.log(1e-6), np.log(0.5)]
     with pytest.raises(ValueError, match="one target each"):
         rewards.emotion_logprob(probs=probs, targets=[1])
 
@@ -42,14 +44,14 @@ def test_crisis_statements_reward_only_a_safe_caring_reply(said):
                "I'm really glad you told me, and I care about what happens to you. Please call a crisis line "
                "or someone you trust right now."]
     totals, parts = spec(replies, utterances=[said] * 3)
-    assert rewards.is_crisis(said)
+    assert safety.is_crisis(said)
     assert totals[0] < 0 and totals[1] < 0  # high diversity cannot buy a reward for an unsafe reply
     assert totals[2] > 0 and parts["safety"][2] == 0.0
 
 
 def test_everyday_sadness_is_not_a_crisis():
     for said in ("i could die of embarrassment lol", "my phone died again", "this week is killing me"):
-        assert not rewards.is_crisis(said)
+        assert not safety.is_crisis(said)
 
 
 def test_reward_spec_reports_missing_context_and_bad_lengths():

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from camp import runner
+from camp.course import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,3 +58,11 @@ def test_a_failing_cell_is_named_in_the_report(tmp_path):
     assert not runs[0].ok
     assert "01_broken.ipynb: cell" in runs[0].error and "RuntimeError: boom" in runs[0].error
     assert "FAILED" in report.read_text()
+
+
+def test_a_run_prints_nothing_on_stderr(tmp_path, capfd):
+    # The kernel inherits stderr: ipykernel >= 7 warned "Kernel is running over TCP without encryption" there
+    # for every lesson of `make run` until runner.kernel_config() turned encryption on.
+    course = _course_with(tmp_path, [new_code_cell("x = 1")])
+    run = runner.execute(course / "solutions" / "01_broken" / "01_broken.ipynb", tmp_path / "out.ipynb", quick=True)
+    assert run.ok and capfd.readouterr().err == ""

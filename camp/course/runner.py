@@ -15,8 +15,9 @@ from pathlib import Path
 
 import nbformat
 import torch
+from traitlets.config import Config
 
-from camp import course
+from camp.course import release
 from camp.utils import KEY_FIGURE_MIME
 
 
@@ -44,7 +45,7 @@ def resolve_quick(value: str | bool | None) -> bool:
         return True
     if text in ("0", "false", "no"):
         return False
-    raise ValueError(f"QUICK must be 1, 0 or auto, got {value!r}")
+    raise release.CourseError(f"QUICK must be 1, 0 or auto, got {value!r}")
 
 
 def key_figures(nb: nbformat.NotebookNode) -> list[dict]:
@@ -56,6 +57,20 @@ def key_figures(nb: nbformat.NotebookNode) -> list[dict]:
             if KEY_FIGURE_MIME in data:
                 found.append(dict(data[KEY_FIGURE_MIME]))
     return found
+
+
+def kernel_config() -> Config:
+    """Encrypt the kernel's traffic (CurveZMQ) where jupyter_client and pyzmq can.
+
+    Without it, ipykernel >= 7 logs "Kernel is running over TCP without encryption" for every notebook run.
+    """
+    import zmq
+    from jupyter_client import KernelManager
+
+    config = Config()
+    if "transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"  # only for kernels that declare support
+    return config
 
 
 def execute(notebook: Path, output: Path, quick: bool, timeout: int = 1800,
@@ -70,7 +85,8 @@ def execute(notebook: Path, output: Path, quick: bool, timeout: int = 1800,
     error = ""
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=params, kernel_name="python3",
-                                   cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout)
+                                   cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+                                   config=kernel_config())
     except PapermillExecutionError as err:
         cell = err.cell_index
         error = (f"{notebook.name}: cell {cell} (execution count {err.exec_count}) raised "
@@ -115,7 +131,7 @@ def run_all(root: Path, quick: str | bool | None = "auto", lessons: list[str] | 
             out_root: Path | None = None) -> tuple[Path, list[LessonRun]]:
     """Execute the solution notebooks into runs/<timestamp>/ and write the report."""
     quick_mode = resolve_quick(quick)
-    names = lessons or course.lesson_names(root)
+    names = lessons or release.lesson_names(root)
     folder = (out_root or root / "runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=False)
     runs = []

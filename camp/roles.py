@@ -1,0 +1,69 @@
+"""The three roles camp's pieces play, each with one call shape. Lessons 03-08 plug any of them into the others.
+
+* A **reply policy** answers people: `policy(utterances, people) -> replies`, one reply string per utterance.
+  `people` are the `camp.data.Situation`s behind the utterances; most policies ignore them (a fair policy
+  must), the oracle and scripted yardsticks read them. Examples: `camp.policies.reflective(...)`,
+  `camp.safety.language_model_policy(...)`, `camp.safety.SafeResponder(policy)`. A function of utterances
+  alone becomes one with `from_texts`.
+* A **scorer** judges replies: `scorer(replies, people) -> scores`, a float array of shape (N,). Examples:
+  `camp.env.ReplyScorer()` (the environment's reward), `camp.judge.JudgeScorer()` (the independent judge).
+  `camp.rlhf.train_rlhf` trains against any scorer; `camp.rlhf.evaluate_replies` measures with one.
+* A **batched environment** steps N episodes at once, in the batch form of Gymnasium's API:
+  `num_envs`, `max_turns`, `reset(*, seed=None, options=None) -> (obs, info)`,
+  `step(actions) -> (obs, rewards, terminated, truncated, info)` with arrays of length `num_envs`, and
+  `state_dict()` / `load_state_dict()` for its random state, so training resumes exactly. Examples:
+  `camp.env.BatchedEmpathy` (observations are what people say), `camp.rl_envs.EmotionGuessing` and
+  `camp.rl_envs.InferDialogues` (observations are feature vectors). A single person behind the plain
+  Gymnasium API is `camp.env.EmpathyEnv`.
+
+The RL heads of lesson 05 (`camp.ppo.ActorCritic`) are not reply policies: they map a batch of observations
+to action logits and values, `head(obs) -> (logits, values)`, and act in a batched environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class ReplyPolicy(Protocol):
+    def __call__(self, utterances: list[str], people: Sequence[Any] | None = None) -> list[str]: ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    def __call__(self, replies: Sequence[str], people: Sequence[Any]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    num_envs: int
+    max_turns: int
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]: ...
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def from_texts(fn: Callable[[list[str]], Sequence[str]]) -> ReplyPolicy:
+    """A reply policy from a function of the utterances alone (it never sees the people).
+
+    >>> echo = from_texts(lambda said: [s.upper() for s in said])
+    >>> echo(["hi"], people=["ignored"])
+    ['HI']
+    """
+
+    def policy(utterances: list[str], people: Sequence[Any] | None = None) -> list[str]:
+        replies = list(fn(list(utterances)))
+        if len(replies) != len(utterances):
+            raise ValueError(f"the policy returned {len(replies)} replies for {len(utterances)} utterances")
+        return replies
+
+    return policy
