@@ -35,10 +35,10 @@ run: $(STAMP)
 	$(BIN)/python -m camp run --quick $(QUICK)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) -m "not notebook and not slow"
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal -m "not notebook and not slow"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab lessons/

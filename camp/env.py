@@ -244,11 +244,8 @@ class BatchedEmpathy:
 
 class ReplyScorer:
     """The environment as a scorer (`camp.roles.Scorer`): the respond-mode reward of one reply to each person's
-    opening line, from the same starting state every time. The listener is built once, on first use.
-
-    >>> scorer = ReplyScorer()  # doctest: +SKIP
-    >>> scorer(["That sounds so painful."], [situations[0]])  # doctest: +SKIP
-    array([0.21])
+    opening line, from the same starting state every time. The listener is built once, on first use, so one
+    scorer serves a whole training run: `ReplyScorer()(replies, people)` -> rewards, shape (N,).
     """
 
     def __init__(self, listener=None, reward_fn: Callable | rewards.RewardSpec | None = None, seed: int = 0):

@@ -58,34 +58,33 @@ from camp.utils import ConfigError, get_device, mixed_precision, set_seed
 class RLHFConfig:
     """Hyper-parameters of `train_rlhf`; saved inside every checkpoint."""
 
-    steps: int = 20  # PPO steps, each one rollout of batch_size replies and its update
+    steps: int = 20  # lesson 06's full mode: 20 steps x 24 replies fit its 30-minute CPU budget with two seeds
     batch_size: int = 24  # replies per rollout (per process): 6 people x replies_per_person
-    replies_per_person: int = 4  # each person drawn gets this many sampled replies (batch_size must divide evenly)
-    loo_baseline: bool = True  # score minus the mean score of the same person's other replies (needs >= 2)
-    scale_scores: bool = True  # divide those by their running std, so beta means the same whatever the score's scale
-    n_minibatches: int = 2  # batch_size must divide evenly
-    ppo_epochs: int = 2  # passes over each rollout
-    max_new_tokens: int = 20  # reply length cap: a sentence or two
-    temperature: float = 0.7  # sampling temperature; log-probs use the same T, so PPO trains softmax(logits / T)
-    lr: float = 1e-3  # AdamW on LoRA and the value head (LoRA tolerates far higher rates than full tuning)
-    clip_range: float = 0.2  # PPO's epsilon
-    clip_range_vf: float | None = 0.2  # clip value updates: the value head starts from scratch and overshoots
-    vf_coef: float = 0.1  # value loss weight
-    gamma: float = 1.0  # no discount inside one reply
-    gae_lambda: float = 0.95  # GAE over tokens
-    kl_estimator: str = "k1"  # "k1" (log-ratio) or "k3" (always >= 0, lower variance)
-    kl_coef: float = 0.05  # beta, the KL penalty per nat (initial value when adaptive)
-    adaptive_kl: bool = True  # Ziegler et al.'s controller steers beta towards target_kl
-    target_kl: float = 4.0  # nats per reply the adaptive controller aims at
-    kl_horizon: int = 256  # how fast the controller reacts (in replies)
-    kl_limit: float = 30.0  # stop with an error when KL per reply passes this (math.inf: never)
-    max_grad_norm: float = 1.0  # clip the global gradient norm
-    mixed_precision: str = "auto"  # "auto": bf16 on GPUs that support it, fp16 on other GPUs, none on CPU
-    checkpoint_dir: str | None = None  # where to write checkpoint.safetensors (LoRA + value head + optimizer)
-    checkpoint_every: int = 10  # steps between checkpoints
-    seed: int = 0  # situations drawn, tokens sampled
-    progress: bool = True  # show a tqdm.auto progress bar
-
+    replies_per_person: int = 4  # several replies to one person give the leave-one-out baseline something to compare
+    loo_baseline: bool = True  # how hard a person is sets every reply's score; subtracting the others' mean removes it
+    scale_scores: bool = True  # dividing by the scores' running std makes beta mean the same whatever the scorer's scale
+    n_minibatches: int = 2  # two gradient steps per epoch: more reuse per rollout without single-reply batches
+    ppo_epochs: int = 2  # a third pass mostly hits the clip: the ratio has drifted by then
+    max_new_tokens: int = 20  # a sentence or two; each extra token costs rollout time on a CPU
+    temperature: float = 0.7  # varied enough to explore, tame enough to stay fluent; log-probs use the same T
+    lr: float = 1e-3  # LoRA's few, freshly initialised weights tolerate far higher rates than full tuning (~1e-5)
+    clip_range: float = 0.2  # the PPO paper's epsilon
+    clip_range_vf: float | None = 0.2  # the value head starts from zero and overshoots its first targets
+    vf_coef: float = 0.1  # the value loss is larger than the surrogate early on; keep it from steering LoRA
+    gamma: float = 1.0  # one reply is one short episode: no reason to discount its later tokens
+    gae_lambda: float = 0.95  # trusts the value head a little, which cuts the variance of per-token credit
+    kl_estimator: str = "k1"  # k1 is what the KL penalty of Ziegler et al. uses; "k3" is never negative
+    kl_coef: float = 0.05  # the first beta: large enough to hold the policy near the reference in early steps
+    adaptive_kl: bool = True  # a fixed beta is either too tight early or too loose late; the controller adapts it
+    target_kl: float = 4.0  # nats per reply: replies change noticeably but stay fluent (perplexity held)
+    kl_horizon: int = 256  # replies over which beta may roughly double: slow enough not to oscillate
+    kl_limit: float = 30.0  # past this, replies are no longer the model's language: stop rather than waste the run
+    max_grad_norm: float = 1.0  # guards LoRA against the rare huge advantage
+    mixed_precision: str = "auto"  # bf16 on GPUs that do it natively, fp16 on other GPUs, none on a CPU
+    checkpoint_dir: str | None = None  # None: no checkpoints (quick runs); lessons point it at Drive on Colab
+    checkpoint_every: int = 10  # a lost session repeats at most 10 steps, a few minutes on a CPU
+    seed: int = 0  # the people drawn and the tokens sampled
+    progress: bool = True  # a tqdm.auto bar
     def __post_init__(self) -> None:
         problems = []
         if self.batch_size < 1 or self.n_minibatches < 1 or self.batch_size % self.n_minibatches:

@@ -27,6 +27,48 @@ def root() -> Path:
     return ROOT
 
 
+# ---- expensive objects, built once per test process (each xdist worker has its own) ----------------------------
+@pytest.fixture(scope="session")
+def listener():
+    """The environment's default listener (MiniLM + the cached logistic-regression head)."""
+    from camp.listener import Listener
+
+    return Listener.default()
+
+
+@pytest.fixture(scope="session")
+def emotions():
+    """The offline emotion corpus, all three splits."""
+    from camp import data
+
+    return data.load_emotions("offline", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def _smollm2():
+    from camp import models
+
+    return models.load_policy()
+
+
+@pytest.fixture(scope="session")
+def fresh_policy(_smollm2):
+    """Make a new `PolicyWithValue` (LoRA initialised from seed 0) around a copy of SmolLM2, which is loaded
+    from disk once per process: a copy takes a fraction of a second, a load several seconds."""
+    import copy
+
+    import torch
+
+    from camp import lm
+
+    def make():
+        model, tokenizer = _smollm2
+        torch.manual_seed(0)
+        return lm.PolicyWithValue(copy.deepcopy(model), tokenizer)
+
+    return make
+
+
 def _kill_after_checkpoint(cmd: list[str], path: Path, min_step: int, timeout: float = 300) -> int:
     """Start `cmd`, SIGKILL it once the checkpoint at `path` records `min_step` steps, and return that step."""
     import signal
@@ -51,3 +93,14 @@ def _kill_after_checkpoint(cmd: list[str], path: Path, min_step: int, timeout: f
 def kill_after_checkpoint():
     """A training subprocess killed with SIGKILL part-way, as a crash or a lost Colab session would."""
     return _kill_after_checkpoint
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first, so that the two xdist workers finish together: solution notebooks, blank lessons, slow
+    tests, then the rest (each group keeps its order)."""
+    def rank(item) -> int:
+        if item.get_closest_marker("notebook"):
+            return 0 if "solution" in item.name else 1
+        return 2 if item.get_closest_marker("slow") else 3
+
+    items.sort(key=rank)

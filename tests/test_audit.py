@@ -49,19 +49,11 @@ def test_environment_scores_differ_only_through_the_name(listener):
         audit.environment_scores(probe, probe.reply[:3], listener=listener)
 
 
-@pytest.fixture(scope="module")
-def listener():
-    from camp.listener import Listener
-
-    return Listener.default()
-
-
-def test_export_merges_loads_without_peft_and_quantises(tmp_path):
+def test_export_merges_loads_without_peft_and_quantises(tmp_path, fresh_policy):
     from transformers import AutoModelForCausalLM
 
-    from camp import lm
 
-    policy = lm.PolicyWithValue.from_pretrained("auto")
+    policy = fresh_policy()
     with torch.no_grad():  # make the adapters matter, so that merging is really tested
         for name, p in policy.peft.named_parameters():
             if "lora_B" in name:

@@ -13,8 +13,8 @@ from camp import corpus_checks, data
 
 
 @pytest.fixture(scope="module")
-def corpus() -> DatasetDict:
-    return data.load_emotions("offline", verbose=False)
+def corpus(emotions) -> DatasetDict:
+    return emotions
 
 
 @pytest.fixture

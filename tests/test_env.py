@@ -4,14 +4,17 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from camp import data, policies
-from camp.env import BatchedEmpathy, EmpathyEnv, feels_better, transition, valence
+from camp import data, policies, rewards
+from camp.env import (
+    BatchedEmpathy,
+    EmpathyEnv,
+    ReplyScorer,
+    feels_better,
+    transition,
+    transition_context,
+    valence,
+)
 from camp.listener import Listener, mentions
-
-
-@pytest.fixture(scope="module")
-def listener():
-    return Listener.default()
 
 
 @pytest.mark.parametrize("mode", ["respond", "infer"])
@@ -168,3 +171,38 @@ def test_parroting_their_words_back_is_not_understanding(listener):
     world.reset(seed=0, options={"situations": people})
     _, oracle, _, _, info = world.step(policies.oracle(said, people))
     assert oracle.mean() > parrot.mean() + 0.2 and (info["signals"]["parroting"] < 0.5).all()
+
+
+def test_a_reward_spec_plugs_into_the_environment(listener):
+    # The env hands a RewardSpec the step's context; its total is the reward, whatever terms it holds.
+    spec = rewards.RewardSpec({"valence": (rewards.valence_improvement, 1.0), "safety": (rewards.safety, 1.0)},
+                              context_for={"valence": ("valence_before", "valence_after"),
+                                           "safety": ("utterances",)})
+    people = data.load_situations()[:4] + data.load_crisis_situations()[:2]
+    replies = ["That sounds so hard.", "Calm down, it's not a big deal.", "I'm here with you.", "Tell me more.",
+               "Cheer up!", "I'm so sorry you're hurting. Please call a crisis line or someone you trust now."]
+    world = BatchedEmpathy(len(people), listener=listener, reward_fn=spec)
+    said, _ = world.reset(seed=0, options={"situations": people})
+    before = world.state
+    _, reward, *_ = world.step(replies)
+    want, _ = spec(replies, **transition_context(before, world.state, people, said))
+    assert reward.tolist() == pytest.approx(want)
+    assert reward[4] <= -2.0 < reward[5]  # an unsafe crisis reply: capped at its safety term; the safe one is not
+    assert reward[1] < reward[0]  # a dismissal costs -1 on top of the person's worse mood
+
+
+def test_reply_scorer_builds_its_listener_once_and_never_rereads_the_bank(listener, monkeypatch):
+    from camp import env as env_module
+    from camp.roles import Scorer
+
+    people = data.load_situations()[:3]
+    built = []
+    monkeypatch.setattr(Listener, "default", classmethod(lambda cls: built.append(1) or listener))
+    monkeypatch.setattr(env_module, "load_situations", lambda: pytest.fail("the scorer re-read the situations"))
+    scorer = ReplyScorer()
+    assert isinstance(scorer, Scorer)
+    first = scorer(["That sounds hard.", "Oh no.", ""], people)  # an empty reply is scored, not refused
+    second = scorer(["That sounds hard.", "Oh no.", ""], people)
+    assert built == [1] and first.shape == (3,) and np.array_equal(first, second)  # same start state each call
+    with pytest.raises(ValueError, match="one reply per person"):
+        scorer(["only one"], people)

@@ -18,9 +18,8 @@ TERSE = "Answer in as few words as possible."
 
 
 @pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    return lm.PolicyWithValue.from_pretrained(device="cpu")
+def policy(fresh_policy):
+    return fresh_policy()
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,13 @@ def people():
     return train, heldout
 
 
-def _fresh():
-    torch.manual_seed(0)
-    return lm.PolicyWithValue.from_pretrained(device="cpu")
-
-
 def _tiny(**overrides):
     return rlhf.RLHFConfig(**{"steps": 2, "batch_size": 2, "replies_per_person": 2, "n_minibatches": 1, "ppo_epochs": 1, "max_new_tokens": 6,
                               "progress": False, **overrides})
 
 
-def test_response_logprobs_use_the_sampling_temperature():
-    policy = _fresh()
+def test_response_logprobs_use_the_sampling_temperature(fresh_policy):
+    policy = fresh_policy()
     batch = policy.generate(lm.chat_prompts(policy.tokenizer, ["I failed my exam."]), max_new_tokens=5,
                             do_sample=False)
     same, _, cold_logits = lm.response_logprobs(policy, batch, temperature=1.0)
@@ -39,17 +34,17 @@ def test_response_logprobs_use_the_sampling_temperature():
     assert torch.allclose(hot, by_hand, atol=1e-5) and not torch.allclose(hot, same, atol=1e-3)
 
 
-def test_nan_scores_stop_training_with_a_clear_error(people):
+def test_nan_scores_stop_training_with_a_clear_error(people, fresh_policy):
     def nan_scores(replies, who):
         return np.full(len(replies), np.nan)
 
-    policy = _fresh()
+    policy = fresh_policy()
     with pytest.raises(FloatingPointError, match="NaN in, NaN out"):
         rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(), score_fn=nan_scores)
 
 
-def test_kl_explosion_stops_training_with_a_clear_error(people):
-    policy = _fresh()
+def test_kl_explosion_stops_training_with_a_clear_error(people, fresh_policy):
+    policy = fresh_policy()
 
     def reward_long(replies, who):  # any signal will do; a huge lr makes the policy leave the reference fast
         return np.array([len(r) / 10 for r in replies])
@@ -59,14 +54,14 @@ def test_kl_explosion_stops_training_with_a_clear_error(people):
                         score_fn=reward_long)
 
 
-def test_too_few_situations_are_refused(people):
-    policy = _fresh()
+def test_too_few_situations_are_refused(people, fresh_policy):
+    policy = fresh_policy()
     with pytest.raises(ValueError, match="cannot fill a batch"):
         rlhf.train_rlhf(policy, policy.tokenizer, people[0][:1], _tiny(batch_size=4))
 
 
-def test_evaluate_replies_measures_each_held_out_person(people):
-    policy = _fresh()
+def test_evaluate_replies_measures_each_held_out_person(people, fresh_policy):
+    policy = fresh_policy()
     result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:3], max_new_tokens=8, batch_size=2)
     assert len(result["replies"]) == 3 and all(isinstance(r, str) for r in result["replies"])
     assert math.isfinite(result["reward"]) and 0.0 <= result["distinct_2"] <= 1.0
@@ -79,8 +74,8 @@ def test_evaluate_replies_measures_each_held_out_person(people):
     assert rlhf.compare(again, result)["judge"]["mean"] == 0.0
 
 
-def test_evaluate_replies_samples_each_person_several_times(people):
-    policy = _fresh()
+def test_evaluate_replies_samples_each_person_several_times(people, fresh_policy):
+    policy = fresh_policy()
     result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=6, batch_size=3,
                                    samples_per_person=3)
     assert len(result["replies"]) == len(result["scores"]) == 6 and result["samples_per_person"] == 3

@@ -16,11 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def emotions():
-    return data.load_emotions("offline", verbose=False)
-
-
-@pytest.fixture(scope="module")
 def tiny(emotions):
     """96 training and 48 validation texts: enough to see a loop work in a few seconds."""
     return DatasetDict({"train": emotions["train"].select(range(96)),
@@ -156,7 +151,7 @@ def _metrics(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
-    args = ["--train-limit", "384", "--max-steps", "24", "--eval-every", "8", "--checkpoint-every", "4",
+    args = ["--train-limit", "384", "--max-steps", "24", "--eval-every", "12", "--checkpoint-every", "4",
             "--lr", "2e-4", "--seed", "7"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(cli("--out", str(straight), *args), check=True, capture_output=True, timeout=600)

@@ -1,16 +1,9 @@
 """camp.widgets, driven headless: clicks and slider moves through the widgets' own callbacks."""
 
-import pytest
 
 from camp import rewards
 from camp.env import EmpathyEnv
-from camp.listener import Listener
 from camp.widgets import ChatPlayground, RewardSliders
-
-
-@pytest.fixture(scope="module")
-def listener():
-    return Listener.default()
 
 
 def test_chat_playground_click_steps_the_person(listener):
@@ -38,3 +31,15 @@ def test_reward_sliders_rerank_replies():
     assert spec.terms["distinct"][1] == 2.0
     assert sliders.ranking[0][1] == "that sounds hard, i'm here"
     assert "that sounds hard" in sliders.table.value
+
+
+def test_chat_playground_scores_reward_terms_against_what_the_reply_answers(listener):
+    # The terms must see the line the reply answers, not the person's next line: a reply to a crisis statement
+    # that is not a safe crisis reply shows safety -2, as the environment's reward does.
+    from camp import data
+
+    spec = rewards.RewardSpec({"safety": (rewards.safety, 1.0)}, context_for={"safety": ("utterances",)})
+    play = ChatPlayground(EmpathyEnv(listener=listener), seed=0, spec=spec)
+    play.env.reset(seed=0, options={"situation": data.load_crisis_situations()[0]})
+    record = play.send("Cheer up, tomorrow is another day!")
+    assert record["term/safety"] == -2.0 and record["reward"] < -1.5
