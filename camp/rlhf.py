@@ -50,7 +50,7 @@ from camp.rl import (
     value_loss,
     whiten,
 )
-from camp.utils import ConfigError, get_device, mixed_precision, set_seed
+from camp.utils import ConfigError, fresh_accelerator, get_device, mixed_precision, set_seed
 
 
 # ---------------------------------------------------------------------------------------------------- config
@@ -80,7 +80,7 @@ class RLHFConfig:
     kl_horizon: int = 256  # replies over which beta may roughly double: slow enough not to oscillate
     kl_limit: float = 30.0  # past this, replies are no longer the model's language: stop rather than waste the run
     max_grad_norm: float = 1.0  # guards LoRA against the rare huge advantage
-    mixed_precision: str = "auto"  # bf16 on GPUs that do it natively, fp16 on other GPUs, none on a CPU
+    mixed_precision: str = "auto"  # what the hardware does natively (see camp.utils.mixed_precision)
     checkpoint_dir: str | None = None  # None: no checkpoints (quick runs); lessons point it at Drive on Colab
     checkpoint_every: int = 10  # a lost session repeats at most 10 steps, a few minutes on a CPU
     seed: int = 0  # the people drawn and the tokens sampled
@@ -115,6 +115,15 @@ class RLHFConfig:
         """A preset for CPUs and CI: 4 steps of 8 replies (2 people x 4), a minute or two on a CPU."""
         return cls(**{"steps": 4, "batch_size": 8, "checkpoint_every": 2, **overrides})
 
+
+
+def require_one_process(processes: int) -> None:
+    """Refuse several processes (`accelerate launch --num_processes N`): the KL controller, the score scaling and
+    the error handling of `train_rlhf` are per process, so ranks would drift apart or hang on one rank's error."""
+    if processes > 1:
+        raise ConfigError(f"train_rlhf runs in one process, but {processes} were started: its KL controller, score "
+                          "scaling and error handling are not synchronised across processes yet. Run it without "
+                          "`accelerate launch` (one GPU or the CPU).")
 
 
 def split_situations(situations: Sequence, heldout_every: int = 5) -> tuple[list, list]:
@@ -166,15 +175,14 @@ class _Run:
 
     @classmethod
     def begin(cls, policy: nn.Module, cfg: RLHFConfig, resume: bool) -> _Run:
-        from accelerate import Accelerator
-
         set_seed(cfg.seed)
-        accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                                  cpu=get_device("auto").type == "cpu")
+        accelerator = fresh_accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
+                                        cpu=get_device("auto").type == "cpu")
         optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
         model, optimizer = accelerator.prepare(policy, optimizer)
         kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl \
             else FixedKLController(cfg.kl_coef)
+        require_one_process(accelerator.num_processes)
         run = cls(accelerator, model, accelerator.unwrap_model(model), optimizer, kl_ctl,
                   np.random.default_rng([cfg.seed, accelerator.process_index]), ckpt.path_in(cfg.checkpoint_dir, resume))
         if resume:
@@ -327,7 +335,8 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
             callback(step, record)
         run.save(step, cfg)
     bar.close()
-    return run.core, run.history
+    # Without Accelerate's autocast wrapper: later evaluation runs in the weights' own dtype, as before training.
+    return run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False), run.history
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation

@@ -33,7 +33,7 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 
 from camp import checkpoint as ckpt
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
-from camp.utils import ConfigError, get_device, mixed_precision, set_seed
+from camp.utils import ConfigError, fresh_accelerator, get_device, mixed_precision, set_seed
 
 
 @dataclass
@@ -52,7 +52,7 @@ class TrainConfig:
     length_grouped: bool = True  # batch texts of similar length together, so there is little padding
     group_window: int = 50  # batches per length-sorted window (see LengthGroupedSampler)
     class_weighted: bool = False  # weight the loss by balanced class weights (helps rare classes' recall)
-    mixed_precision: str = "auto"  # "auto": bf16 on GPUs that support it, else fp16 on GPU, none on CPU
+    mixed_precision: str = "auto"  # what the hardware does natively (see camp.utils.mixed_precision)
     eval_every: int = 50  # often enough for early stopping to react, rarely enough to cost little
     patience: int | None = 4  # stop after this many evaluations without a better macro-F1 (None: never)
     checkpoint_dir: str | None = None  # None: no checkpoints; lessons point it at Drive on Colab
@@ -133,8 +133,8 @@ class _State:
 def _accelerator(cfg: TrainConfig) -> Accelerator:
     # cpu=True on a machine without an accelerator lets `accelerate launch --multi_gpu --num_processes N`
     # start N CPU processes that talk over gloo (DistributedType.MULTI_CPU).
-    return Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                       gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
+    return fresh_accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
+                             gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
 
 
 def _data(tokenizer, data: DatasetDict, cfg: TrainConfig, num_labels: int) -> tuple[list[dict], Sampler, DataLoader]:
@@ -281,7 +281,7 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
         if state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience):
             break
     bar.close()
-    final = accelerator.unwrap_model(model)
+    final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # predicts in its own dtype afterwards
     if best_weights:
         final.load_state_dict(best_weights)
     return final, state.history

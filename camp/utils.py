@@ -31,13 +31,45 @@ class ConfigError(CampError, ValueError):
     """A config or argument value that cannot work; the message names it and the range that would."""
 
 
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+
+
 def mixed_precision(choice: str = "auto") -> str:
-    """Accelerate's mixed_precision for `choice`; "auto" is bf16 on GPUs that support it, fp16 on others, none on CPU."""
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+    """Accelerate's mixed_precision for `choice`: "no", "fp16", "bf16", or "auto".
+
+    "auto" follows `accelerate launch --mixed_precision X` when the run was started that way; otherwise it picks
+    what the hardware does natively: bf16 on GPUs of compute capability 8.0 or higher (A100, L4, H100), fp16
+    with loss scaling on older GPUs (T4, V100: `torch.cuda.is_bf16_supported()` is True on a T4, but only by
+    slow emulation), and none on a CPU or Apple's MPS.
+    """
+    if choice == "auto":
+        choice = os.environ.get("ACCELERATE_MIXED_PRECISION") or (
+            ("bf16" if torch.cuda.get_device_capability()[0] >= 8 else "fp16") if torch.cuda.is_available()
+            else "no")
+    if choice not in MIXED_PRECISIONS:
+        raise ConfigError(f"mixed_precision must be 'auto' or one of {MIXED_PRECISIONS}, got {choice!r}")
+    return choice
+
+
+def weights_dtype(device: torch.device | str = "auto") -> torch.dtype:
+    """The dtype to hold a frozen model's weights in on `device`: bfloat16 where the hardware computes in it
+    natively (the same rule as `mixed_precision`), float32 elsewhere (CPUs, and fp16-era GPUs, whose fp16 would
+    need loss scaling)."""
+    device = get_device(device) if isinstance(device, str) else device
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.bfloat16
+    return torch.float32
+
+
+def fresh_accelerator(**kwargs):
+    """`accelerate.Accelerator(**kwargs)` whose settings hold even when an earlier run in this process used
+    others: Accelerate keeps one global state and refuses a changed mixed precision, which breaks a second
+    training run in the same notebook or benchmark. The process group (several processes) is kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(**kwargs)
 
 
 def length_sorted_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from camp import data, lm, rlhf
+from camp.utils import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +116,21 @@ def test_bench_rl_reports_both_loops_on_the_same_work():
         assert result[loop]["rollout_tokens_per_s"] > 0 and result[loop]["update_samples_per_s"] > 0
     assert result["rollout_speedup"] == pytest.approx(
         result["camp"]["rollout_tokens_per_s"] / result["naive"]["rollout_tokens_per_s"], rel=0.02)
+
+
+def test_one_process_is_required():
+    rlhf.require_one_process(1)
+    with pytest.raises(ConfigError, match="2 were started"):
+        rlhf.require_one_process(2)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_two_processes_is_refused_before_any_work(tmp_path):
+    # Not yet multi-process: every rank stops at once with the reason, so none hangs waiting for another.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+              "-m", "camp", "train-rlhf", "--out", str(tmp_path / "run"), "--quick", "--no-progress"]
+    out = subprocess.run(launch, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "train_rlhf runs in one process, but 2 were started" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # refused before loading a model or writing anything

@@ -156,3 +156,43 @@ def test_key_figure_displays_a_marked_record(monkeypatch):
     utils.key_figure("accuracy", 0.5, "%")
     assert shown[0][utils.KEY_FIGURE_MIME] == {"label": "accuracy", "value": 0.5, "unit": "%"}
     assert shown[0]["text/plain"] == "accuracy: 0.5 %"
+
+
+# ---- mixed precision: what the hardware does natively --------------------------------------------------------
+@pytest.mark.parametrize("gpu, capability, want", [
+    (False, None, "no"),  # a CPU (or MPS): full precision
+    (True, (7, 5), "fp16"),  # a T4: is_bf16_supported() says True, but only by slow emulation
+    (True, (7, 0), "fp16"),  # a V100
+    (True, (8, 0), "bf16"),  # an A100
+    (True, (9, 0), "bf16"),  # an H100 / H200
+])
+def test_auto_mixed_precision_follows_the_compute_capability(monkeypatch, gpu, capability, want):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what every one of them reports
+    assert utils.mixed_precision("auto") == want
+    assert utils.weights_dtype(torch.device("cuda" if gpu else "cpu")) == \
+        (torch.bfloat16 if want == "bf16" else torch.float32)
+
+
+def test_auto_mixed_precision_defers_to_accelerate_launch(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # what `accelerate launch --mixed_precision fp16` sets
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert utils.mixed_precision("auto") == "fp16"
+    assert utils.mixed_precision("no") == "no"  # an explicit choice is the user's
+    with pytest.raises(utils.ConfigError, match="fp8"):
+        utils.mixed_precision("fp8")
+
+
+def test_a_second_run_in_one_process_may_change_mixed_precision():
+    # Accelerate keeps one global state: a plain second Accelerator with another setting is refused.
+    from accelerate import Accelerator
+
+    utils.fresh_accelerator(cpu=True, mixed_precision="bf16")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        Accelerator(cpu=True, mixed_precision="no")
+    assert utils.fresh_accelerator(cpu=True, mixed_precision="no").mixed_precision == "no"
+    assert utils.fresh_accelerator(cpu=True, mixed_precision="bf16").mixed_precision == "bf16"
+    utils.fresh_accelerator(cpu=True, mixed_precision="no")  # leave the process as the other tests expect

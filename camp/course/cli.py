@@ -87,11 +87,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
         emotions["train"] = emotions["train"].select(range(min(args.train_limit, len(emotions["train"]))))
     model, tokenizer = models.load_encoder(args.model, num_labels=len(data.EMOTIONS))
     preset = train.TrainConfig.quick if args.quick else train.TrainConfig
-    overrides = {k: v for k, v in {"max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every,
-                                   "eval_every": args.eval_every, "seed": args.seed, "lr": args.lr,
-                                   "grad_accum": args.grad_accum,
-                                   "epochs": args.epochs}.items() if v is not None}
-    cfg = preset(checkpoint_dir=args.out, progress=not args.no_progress, **overrides)
+    cfg = preset(checkpoint_dir=args.out, progress=not args.no_progress, seed=args.seed,
+                 **_overrides(args, CLASSIFIER_NUMBERS))
     model, history = train.train_classifier(model, tokenizer, emotions, cfg, resume=args.resume)
     if PartialState().is_main_process:
         result = {split: {k: v for k, v in metrics.evaluate(model, tokenizer, emotions[split]).items()
@@ -113,16 +110,15 @@ def _train_rlhf(args: argparse.Namespace) -> int:
 
     from camp import data, lm, rlhf, utils
 
+    # Before minutes of model loading. cpu=True as train_rlhf's Accelerator has it on a CPU machine: Accelerate's
+    # state is set once per process, and without it `accelerate launch` processes would each count themselves one.
+    rlhf.require_one_process(PartialState(cpu=utils.get_device("auto").type == "cpu").num_processes)
     _check_paths(args)
     utils.set_seed(args.seed)
     policy = lm.PolicyWithValue.from_pretrained(args.model)
     train_people, heldout = rlhf.split_situations(data.load_situations())
     preset = rlhf.RLHFConfig.quick if args.quick else rlhf.RLHFConfig
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
-                                   "n_minibatches": args.n_minibatches,
-                                   "replies_per_person": args.replies_per_person, "max_new_tokens": args.max_new_tokens,
-                                   "checkpoint_every": args.checkpoint_every, "lr": args.lr,
-                                   "kl_coef": args.kl_coef, "target_kl": args.target_kl}.items() if v is not None}
+    overrides = _overrides(args, RLHF_NUMBERS)
     if args.no_kl:
         overrides.update(kl_coef=0.0, adaptive_kl=False)
     cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress, **overrides)
@@ -148,6 +144,20 @@ def _bench(args: argparse.Namespace) -> int:
     from camp.course import bench
 
     return bench.main(args)
+
+
+# Config fields a training command can override, as (flag, type); the flag names the field with - for _.
+CLASSIFIER_NUMBERS = (("max-steps", int), ("batch-size", int), ("grad-accum", int), ("checkpoint-every", int),
+                      ("eval-every", int), ("lr", float), ("epochs", float))
+RLHF_NUMBERS = (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
+                ("max-new-tokens", int), ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
+                ("target-kl", float))
+
+
+def _overrides(args: argparse.Namespace, numbers: tuple) -> dict:
+    """The config fields given on the command line (the others keep the preset's values)."""
+    fields = (flag.replace("-", "_") for flag, _ in numbers)
+    return {field: getattr(args, field) for field in fields if getattr(args, field) is not None}
 
 
 def _training_parser(sub, name: str, help: str, out: str, model: str, config: str, numbers: tuple,
@@ -188,18 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_progress)
     p = _training_parser(sub, "train-classifier", "fine-tune the emotion classifier (works under accelerate launch)",
                          "folder for checkpoint.safetensors and metrics.json",
-                         "encoder: auto (MiniLM), a hub name or a folder", "TrainConfig",
-                         (("max-steps", int), ("grad-accum", int), ("checkpoint-every", int), ("eval-every", int),
-                          ("lr", float), ("epochs", float)), _train_classifier)
+                         "encoder: auto (MiniLM), a hub name or a folder", "TrainConfig", CLASSIFIER_NUMBERS,
+                         _train_classifier)
     p.add_argument("--source", default="offline", choices=("auto", "hub", "offline"))
     p.add_argument("--save", action="store_true", help="also save the best model to --out/model")
     p.add_argument("--train-limit", type=int, help="use only the first N training examples")
     p = _training_parser(sub, "train-rlhf", "PPO with a KL penalty on SmolLM2 + LoRA against the empathy environment",
                          "folder for checkpoint.safetensors, history.json and adapters/",
-                         "policy: auto (SmolLM2-135M-Instruct), a hub name or a folder", "RLHFConfig",
-                         (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
-                          ("max-new-tokens", int), ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
-                          ("target-kl", float)), _train_rlhf)
+                         "policy: auto (SmolLM2-135M-Instruct), a hub name or a folder", "RLHFConfig", RLHF_NUMBERS,
+                         _train_rlhf)
     p.add_argument("--no-kl", action="store_true", help="no KL penalty (kl_coef 0, not adaptive): watch it drift")
     p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
                    "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
