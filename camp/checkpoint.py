@@ -91,6 +91,28 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+class TrainableState:
+    """The trainable tensors of a module as a state dict: what a checkpoint of a mostly frozen model needs to hold
+    (lesson 06: LoRA and the value head, not SmolLM2's frozen weights). Pass it to `save_checkpoint`/`restore`."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def named_parameters(self):
+        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.named_parameters())
+
+    def load_state_dict(self, weights: dict[str, torch.Tensor], strict: bool = False):
+        own = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                if name in own:
+                    own[name].copy_(value)
+        return [n for n in own if n not in weights], [n for n in weights if n not in own]
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler: Any = None, config: dict | None = None, progress: dict | None = None,
                     extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:

@@ -135,27 +135,6 @@ def split_situations(situations: Sequence, heldout_every: int = 5) -> tuple[list
     return train, heldout
 
 
-class _Trainable:
-    """The trainable tensors of a module (LoRA + value head) as a state dict: what a checkpoint needs to hold."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-    def named_parameters(self):
-        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.named_parameters())
-
-    def load_state_dict(self, weights: dict[str, torch.Tensor], strict: bool = False):
-        own = dict(self.named_parameters())
-        with torch.no_grad():
-            for name, value in weights.items():
-                if name in own:
-                    own[name].copy_(value)
-        return [n for n in own if n not in weights], [n for n in weights if n not in own]
-
-
 # ---------------------------------------------------------------------------------------------------- loop
 @dataclass
 class _Run:
@@ -186,7 +165,7 @@ class _Run:
         run = cls(accelerator, model, accelerator.unwrap_model(model), optimizer, kl_ctl,
                   np.random.default_rng([cfg.seed, accelerator.process_index]), ckpt.path_in(cfg.checkpoint_dir, resume))
         if resume:
-            progress = ckpt.restore(run.path, _Trainable(run.core), optimizer)["progress"]
+            progress = ckpt.restore(run.path, ckpt.TrainableState(run.core), optimizer)["progress"]
             run.start, run.history = progress["step"], progress["history"]
             run.kl_ctl.load_state_dict(progress["kl"])
             run.score_stats.load_state_dict(progress["scores"])
@@ -196,7 +175,7 @@ class _Run:
     def save(self, step: int, cfg: RLHFConfig) -> None:
         if self.path and ckpt.is_due(step, cfg.checkpoint_every, cfg.steps):
             if self.accelerator.is_main_process:
-                ckpt.save_checkpoint(self.path, _Trainable(self.core), self.optimizer, config=asdict(cfg),
+                ckpt.save_checkpoint(self.path, ckpt.TrainableState(self.core), self.optimizer, config=asdict(cfg),
                                      progress={"step": step, "history": self.history, "kl": self.kl_ctl.state_dict(),
                                                "scores": self.score_stats.state_dict(),
                                                "rng": self.rng.bit_generator.state})
