@@ -57,7 +57,7 @@ class _FakeGPU(TorchFunctionMode):
         to_gpu = _is_cuda(kwargs.get("device")) or any(
             isinstance(a, str | torch.device) and _is_cuda(a) for a in args[1:])
         if to_gpu or func is torch.Tensor.cuda:  # created on, or moved to, the GPU
-            kwargs.pop("device", None) if "device" in kwargs else None
+            kwargs.pop("device", None)
             args = tuple(a for a in args if not (isinstance(a, str | torch.device) and _is_cuda(a)))
             out = func(*args, **kwargs) if func is not torch.Tensor.cuda else args[0]
             if func is torch.Tensor.to and out is args[0]:
