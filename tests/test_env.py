@@ -138,7 +138,7 @@ def test_batched_env_steps_many_people_in_one_call(listener):
 @pytest.mark.slow
 def test_reflective_listening_beats_random_and_dismissive(listener):
     pool = list(data.load_emotions("offline", verbose=False)["train"]["text"])
-    results = {name: policies.evaluate_policy(policy, episodes=200, seed=0, listener=listener)
+    results = {name: policies.evaluate_policy(policy, episodes=60, seed=0, listener=listener)
                for name, policy in {
                    "reflective": policies.reflective(listener.classify),
                    "random": policies.random_replies(pool, np.random.default_rng(1)),

@@ -151,13 +151,13 @@ def _metrics(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
-    args = ["--train-limit", "384", "--max-steps", "24", "--eval-every", "12", "--checkpoint-every", "4",
-            "--lr", "2e-4", "--seed", "7"]
+    args = ["--train-limit", "256", "--batch-size", "8", "--max-steps", "16", "--eval-every", "8",
+            "--checkpoint-every", "2", "--eval-limit", "64", "--lr", "2e-4", "--seed", "7"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(cli("--out", str(straight), *args), check=True, capture_output=True, timeout=600)
 
-    step = kill_after_checkpoint(cli("--out", str(killed), *args), killed / "checkpoint.safetensors", min_step=12)
-    assert 12 <= step < 24 and not (killed / "metrics.json").exists()
+    step = kill_after_checkpoint(cli("--out", str(killed), *args), killed / "checkpoint.safetensors", min_step=8)
+    assert 8 <= step < 16 and not (killed / "metrics.json").exists()
 
     subprocess.run(cli("--out", str(killed), *args, "--resume"), check=True, capture_output=True, timeout=600)
     a, b = _metrics(straight), _metrics(killed)
@@ -172,9 +172,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_c
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes_trains_as_well(tmp_path):
-    # One process accumulating 2 batches of 32 per step and two processes with 32 each see the same 64
-    # examples per optimizer step: the same training, split differently.
-    common = ["--train-limit", "1024", "--lr", "2e-4", "--eval-every", "1000", "--seed", "1", "--max-steps", "32"]
+    # One process accumulating 2 batches of 8 per step and two processes with 8 each see the same 16 examples
+    # per optimizer step: the same training, split differently. Small batches keep it under a minute a run.
+    common = ["--train-limit", "512", "--batch-size", "8", "--lr", "5e-4", "--eval-every", "16", "--seed", "1",
+              "--max-steps", "32", "--eval-limit", "160"]
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(cli("--out", str(one), "--grad-accum", "2", *common), check=True, capture_output=True,
                    timeout=900)
@@ -186,5 +187,7 @@ def test_accelerate_launch_two_cpu_processes_trains_as_well(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     single, double = _metrics(one), _metrics(two)
     assert single["processes"] == 1 and double["processes"] == 2
-    assert single["validation"]["macro_f1"] > 0.3 and double["validation"]["macro_f1"] > 0.3
+    # Both learn past the majority class (macro-F1 0.07 on these 160 texts), to the same place.
+    assert single["validation"]["macro_f1"] > 0.12 and double["validation"]["macro_f1"] > 0.12
     assert abs(single["validation"]["accuracy"] - double["validation"]["accuracy"]) < 0.05
+    assert [h["step"] for h in single["history"]] == [h["step"] for h in double["history"]] == [16, 32]

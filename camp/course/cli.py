@@ -83,8 +83,9 @@ def _train_classifier(args: argparse.Namespace) -> int:
     _check_paths(args)
     utils.set_seed(args.seed)
     emotions = data.load_emotions(args.source, verbose=False)
-    if args.train_limit:
-        emotions["train"] = emotions["train"].select(range(min(args.train_limit, len(emotions["train"]))))
+    for split, limit in {"train": args.train_limit, "validation": args.eval_limit, "test": args.eval_limit}.items():
+        if limit:
+            emotions[split] = emotions[split].select(range(min(limit, len(emotions[split]))))
     model, tokenizer = models.load_encoder(args.model, num_labels=len(data.EMOTIONS))
     preset = train.TrainConfig.quick if args.quick else train.TrainConfig
     cfg = preset(checkpoint_dir=args.out, progress=not args.no_progress, seed=args.seed,
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="offline", choices=("auto", "hub", "offline"))
     p.add_argument("--save", action="store_true", help="also save the best model to --out/model")
     p.add_argument("--train-limit", type=int, help="use only the first N training examples")
+    p.add_argument("--eval-limit", type=int, help="validate and test on the first N examples of each (quick checks)")
     p = _training_parser(sub, "train-rlhf", "PPO with a KL penalty on SmolLM2 + LoRA against the empathy environment",
                          "folder for checkpoint.safetensors, history.json and adapters/",
                          "policy: auto (SmolLM2-135M-Instruct), a hub name or a folder", "RLHFConfig", RLHF_NUMBERS,
