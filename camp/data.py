@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-
-import pandas as pd
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from typing import TYPE_CHECKING
 
 from camp import utils
+
+# pandas and datasets load with the functions that use them: the situations and the training loops then import
+# on a machine that has neither (a bare GPU box, see .ci/gpu_check).
+if TYPE_CHECKING:
+    import pandas as pd
+    from datasets import DatasetDict
 
 EMOTIONS: tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -26,7 +31,13 @@ HUB_DATASET = "dair-ai/emotion"
 # not be checked from our offline machines. load_emotions("hub", revision="main") overrides it.
 HUB_REVISION = "cab853a1dbdf4c42c2b3ef2173804746df8825fe"
 SOURCES = ("auto", "hub", "offline")
-FEATURES = Features({"text": Value("string"), "label": ClassLabel(names=list(EMOTIONS))})
+
+
+def features():
+    """The `datasets` features of every emotion split: `text`, and `label` as a ClassLabel of EMOTIONS."""
+    from datasets import ClassLabel, Features, Value
+
+    return Features({"text": Value("string"), "label": ClassLabel(names=list(EMOTIONS))})
 
 
 class DataError(utils.CampError, ValueError):
@@ -57,6 +68,8 @@ def read_split_csv(path: Path, expected_sha256: str | None = None) -> pd.DataFra
     if expected_sha256 and _sha256(path) != expected_sha256:
         raise DataError(f"{path} is corrupted (its SHA-256 does not match MANIFEST.json); restore it with "
                         "`git checkout -- camp/corpus` or reinstall camp.")
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
@@ -73,18 +86,20 @@ def read_split_csv(path: Path, expected_sha256: str | None = None) -> pd.DataFra
 
 
 def _offline() -> DatasetDict:
+    from datasets import Dataset, DatasetDict
+
     manifest = _manifest()
     parts = {}
     for split in SPLITS:
         entry = manifest["files"][f"emotions_{split}.csv"]
         frame = read_split_csv(corpus_dir() / f"emotions_{split}.csv", entry["sha256"])
         labels = [EMOTIONS.index(x) for x in frame["label"]]
-        parts[split] = Dataset.from_dict({"text": frame["text"].tolist(), "label": labels}, features=FEATURES)
+        parts[split] = Dataset.from_dict({"text": frame["text"].tolist(), "label": labels}, features=features())
     return DatasetDict(parts)
 
 
 def _hub(revision: str) -> DatasetDict:
-    from datasets import load_dataset
+    from datasets import DatasetDict, load_dataset
 
     try:
         data = load_dataset(HUB_DATASET, "split", revision=revision)
@@ -96,6 +111,7 @@ def _hub(revision: str) -> DatasetDict:
 
 def check_emotions(data: DatasetDict, source: str = "data") -> DatasetDict:
     """Check splits, columns and label names of an emotion DatasetDict; return it unchanged."""
+    from datasets import ClassLabel
     missing = [s for s in SPLITS if s not in data]
     if missing:
         raise DataError(f"{source} lacks the splits {missing}; expected {SPLITS}.")
@@ -124,11 +140,16 @@ def load_emotions(source: str = "auto", revision: str = HUB_REVISION, verbose: b
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    if source == "auto":
-        source = "hub" if utils.hub_available() else "offline"
-        if verbose:
-            where = f"{HUB_DATASET} from the hub" if source == "hub" else "camp's offline corpus (hub unreachable)"
-            print(f"load_emotions: using {where}")
+    if source == "auto" and utils.hub_available():
+        try:
+            data = _hub(revision)
+            if verbose:
+                print(f"load_emotions: using {HUB_DATASET} from the hub")
+            return data
+        except DataError as err:  # the probe passed, the download did not: the lesson goes on offline
+            warnings.warn(f"{err} Using camp's offline corpus instead.", stacklevel=2)
+    elif source == "auto" and verbose:
+        print("load_emotions: using camp's offline corpus (hub unreachable)")
     return _hub(revision) if source == "hub" else check_emotions(_offline(), "camp corpus")
 
 

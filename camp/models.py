@@ -14,7 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,15 +43,40 @@ def resolve_encoder_name(name: str = "auto") -> str:
     return MINILM_HUB if utils.hub_available() else minilm_path()
 
 
+def _download_errors() -> tuple[type[BaseException], ...]:
+    """What a failed hub download raises: OSError from transformers and huggingface_hub, httpx's own errors."""
+    try:
+        import httpx
+
+        return OSError, httpx.HTTPError
+    except ImportError:
+        return (OSError,)
+
+
+def _hub_or_offline(name: str, hub_name: str, load: Callable[[str], Any], offline: Callable[[], str]) -> Any:
+    """`load(name)`; for "auto", `load(hub_name)` when the hub answers its probe, and `load(offline())` when it does
+    not, or when the download then fails (a proxy, an outage, a rate limit): a warning, not a stopped lesson."""
+    if name != "auto":
+        return load(name)
+    if utils.hub_available():
+        try:
+            return load(hub_name)
+        except _download_errors() as err:
+            reason = " ".join(str(err).split())[:200]
+            warnings.warn(f"{hub_name} could not be downloaded ({type(err).__name__}: {reason}); using the offline "
+                          "copy installed with camp instead.", stacklevel=3)
+    return load(offline())
+
+
 @functools.lru_cache(maxsize=2)
 def load_embedder(name: str = "auto") -> tuple[torch.nn.Module, object]:
     """A sentence encoder (AutoModel) and its tokenizer, in eval mode on the CPU; cached per name."""
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve_encoder_name(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    return model, tokenizer
+    def load(path: str):
+        return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+    return _hub_or_offline(name, MINILM_HUB, load, minilm_path)
 
 
 @torch.inference_mode()
@@ -112,16 +140,19 @@ def load_encoder(name: str = "auto", num_labels: int = 6, labels: tuple[str, ...
     labels = labels or (EMOTIONS if num_labels == len(EMOTIONS) else tuple(f"LABEL_{i}" for i in range(num_labels)))
     if len(labels) != num_labels:
         raise ValueError(f"{len(labels)} label names given for num_labels={num_labels}")
-    path = resolve_encoder_name(name)
-    config = AutoConfig.from_pretrained(path)
-    if any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])) \
-            and config.num_labels != num_labels:
-        raise ValueError(f"{path} is a classifier with {config.num_labels} labels, but num_labels={num_labels} "
-                         f"was asked for. Pass num_labels={config.num_labels}, or start from the base encoder.")
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=num_labels, id2label=dict(enumerate(labels)),
-        label2id={n: i for i, n in enumerate(labels)})
-    return model, AutoTokenizer.from_pretrained(path)
+
+    def load(path: str):
+        config = AutoConfig.from_pretrained(path)
+        if any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])) \
+                and config.num_labels != num_labels:
+            raise ValueError(f"{path} is a classifier with {config.num_labels} labels, but num_labels={num_labels} "
+                             f"was asked for. Pass num_labels={config.num_labels}, or start from the base encoder.")
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)})
+        return model, AutoTokenizer.from_pretrained(path)
+
+    return _hub_or_offline(name, MINILM_HUB, load, minilm_path)
 
 
 # ---------------------------------------------------------------------------------------------------- policy LM
@@ -185,8 +216,11 @@ def policy_path(name: str = "auto") -> str:
     """
     if name != "auto":
         return name
-    if utils.hub_available():
-        return POLICY_HUB
+    return POLICY_HUB if utils.hub_available() else offline_policy_path()
+
+
+def offline_policy_path() -> str:
+    """The float32 folder converted from the wheel's GGUF file (see `policy_path`), converted on first use."""
     root = utils.cache_dir("policy")
     final = root / POLICY_FOLDER
     if policy_folder_ok(final):
@@ -224,12 +258,14 @@ def load_policy(name: str = "auto", dtype: torch.dtype = torch.float32):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = policy_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{path} has no chat template; use an instruction-tuned model such as {POLICY_HUB}")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    def load(path: str):
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{path} has no chat template; use an instruction-tuned model such as {POLICY_HUB}")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        return model, tokenizer
+
+    return _hub_or_offline(name, POLICY_HUB, load, offline_policy_path)

@@ -22,18 +22,30 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from datasets import DatasetDict
+from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
 from camp import checkpoint as ckpt
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
-from camp.utils import ConfigError, fresh_accelerator, get_device, mixed_precision, set_seed
+from camp.utils import (
+    ConfigError,
+    atomic_write_bytes,
+    fresh_accelerator,
+    get_device,
+    mixed_precision,
+    set_seed,
+)
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict  # annotations only: the loop reads any mapping of splits to columns
 
 
 @dataclass
@@ -57,6 +69,7 @@ class TrainConfig:
     patience: int | None = 4  # stop after this many evaluations without a better macro-F1 (None: never)
     checkpoint_dir: str | None = None  # None: no checkpoints; lessons point it at Drive on Colab
     checkpoint_every: int = 50  # a lost session repeats at most 50 steps, under a minute for MiniLM on a CPU
+    checkpoint_minutes: float = 2.0  # and at least this long between checkpoints: 50 steps take seconds on a GPU
     seed: int = 0  # the data order, dropout and the new head's initialisation
     progress: bool = True  # a tqdm.auto bar
 
@@ -65,7 +78,7 @@ class TrainConfig:
                   "epochs": self.epochs > 0, "warmup_ratio": 0 <= self.warmup_ratio < 1,
                   "max_steps": self.max_steps is None or self.max_steps >= 1,
                   "eval_every": self.eval_every >= 1, "group_window": self.group_window >= 1,
-                  "checkpoint_every": self.checkpoint_every >= 1,
+                  "checkpoint_every": self.checkpoint_every >= 1, "checkpoint_minutes": self.checkpoint_minutes >= 0,
                   "mixed_precision": self.mixed_precision in ("auto", "no", "bf16", "fp16")}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -126,6 +139,7 @@ class _State:
     epoch: int = 0
     batch_in_epoch: int = 0
     best_f1: float = -1.0
+    best_step: int = 0
     bad_evals: int = 0
     history: list[dict] = field(default_factory=list)
 
@@ -189,11 +203,41 @@ def _epochs(state: _State, sampler: LengthGroupedSampler, loader, accelerator: A
         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
 
-def _resume(path, model, optimizer, scheduler) -> tuple[_State, dict | None]:
+def _best_file(path: Path, step: int) -> Path:
+    return path.parent / f"best-step{step:06d}.safetensors"
+
+
+def _resume(path: Path, model, optimizer, scheduler) -> tuple[_State, dict | None]:
     """Restore a checkpoint into model, optimizer, schedule and RNGs; return the loop state and best weights."""
     meta = ckpt.restore(path, model, optimizer, scheduler)
     state = _State(**{k: v for k, v in meta["progress"].items() if k in _State.__dataclass_fields__})
-    return state, meta["extra_tensors"] or None
+    if not state.best_step:  # no evaluation yet, or a checkpoint from before best weights had their own file
+        return state, meta["extra_tensors"] or None
+    best = _best_file(path, state.best_step)
+    if not best.is_file():
+        raise ckpt.CheckpointError(f"{path} names its best weights {best.name}, which is missing from "
+                                   f"{path.parent}. Restore that file, or start over without resume.")
+    return state, load_file(best)
+
+
+def _save(path: Path, accelerator: Accelerator, model, optimizer, scheduler, cfg: TrainConfig, state: _State,
+          best_weights: dict | None, best_written: int) -> int:
+    """Checkpoint from the main process, once `cfg.checkpoint_every` steps and `cfg.checkpoint_minutes` minutes
+    have passed (whichever comes later): weights, optimizer and loop state in one file. The best weights go to a
+    file of their own, named by their step and written only when validation has improved since; then the
+    checkpoint that names it; then older best files go. A crash at any point leaves a checkpoint whose best file
+    exists. Returns the step of the best weights on disk."""
+    if accelerator.is_main_process:
+        if best_weights and state.best_step != best_written:
+            best = {k: v.contiguous() for k, v in best_weights.items()}
+            atomic_write_bytes(_best_file(path, state.best_step), save(best, metadata={"step": str(state.best_step)}))
+        ckpt.save_checkpoint(path, accelerator.unwrap_model(model), optimizer, scheduler, config=asdict(cfg),
+                             progress=asdict(state))
+        for old in path.parent.glob("best-step*.safetensors"):
+            if old != _best_file(path, state.best_step):
+                old.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    return state.best_step
 
 
 def _train_step(batch: dict, model, optimizer, scheduler, loss_fn, accelerator: Accelerator,
@@ -219,10 +263,18 @@ def _evaluate(model, tokenizer, data: DatasetDict, cfg: TrainConfig, state: _Sta
     record = {"step": state.step, **extra, "eval/accuracy": metrics["accuracy"], "eval/macro_f1": metrics["macro_f1"]}
     state.history.append(record)
     if metrics["macro_f1"] > state.best_f1:
-        state.best_f1, state.bad_evals = metrics["macro_f1"], 0
+        state.best_f1, state.best_step, state.bad_evals = metrics["macro_f1"], state.step, 0
         return record, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     state.bad_evals += 1
     return record, None
+
+
+def _agreed(flag: bool, accelerator: Accelerator) -> bool:
+    """True on every process if it is True on any: each process keeps its own clock, and one that went on to
+    `wait_for_everyone` alone would hang the run."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([int(flag)], device=accelerator.device), "sum").item())
 
 
 def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: TrainConfig | None = None,
@@ -230,8 +282,8 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
                      ) -> tuple[torch.nn.Module, list[dict]]:
     """Fine-tune `model` on data["train"], evaluating on data["validation"]; returns (best model, history).
 
-    With `cfg.checkpoint_dir` set, a checkpoint is written every `cfg.checkpoint_every` steps; `resume=True`
-    continues from it exactly (same data order, optimizer, scheduler and RNG state).
+    With `cfg.checkpoint_dir` set, checkpoints follow `cfg.checkpoint_every` and `cfg.checkpoint_minutes` (see
+    `_save`); `resume=True` continues exactly (same data order, optimizer, scheduler and RNG state).
     """
     cfg = cfg or TrainConfig()
     set_seed(cfg.seed)
@@ -246,6 +298,7 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
     path = ckpt.path_in(cfg.checkpoint_dir, resume)
     state, best_weights = _resume(path, accelerator.unwrap_model(model), optimizer, scheduler) if resume \
         else (_State(), None)
+    cadence, best_written = ckpt.Cadence(cfg.checkpoint_every, cfg.checkpoint_minutes, total, state.step), state.best_step
     bar = tqdm(total=total, initial=state.step, disable=not (cfg.progress and accelerator.is_main_process),
                desc="fine-tuning")
     running, seen, clock = [], 0, time.perf_counter()
@@ -271,12 +324,10 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
             bar.set_postfix(f1=f"{record['eval/macro_f1']:.3f}")
             if callback:
                 callback(state.step, record)
-        # 5. checkpoint atomically (main process only)
-        if path and ckpt.is_due(state.step, cfg.checkpoint_every, total):
-            if accelerator.is_main_process:
-                ckpt.save_checkpoint(path, accelerator.unwrap_model(model), optimizer, scheduler,
-                                     config=asdict(cfg), progress=asdict(state), extra_tensors=best_weights)
-            accelerator.wait_for_everyone()
+        # 5. checkpoint atomically (main process only), when enough steps and time have passed
+        if path and _agreed(cadence.due(state.step), accelerator):
+            best_written = _save(path, accelerator, model, optimizer, scheduler, cfg, state, best_weights, best_written)
+            cadence.saved(state.step)
         # 6. stop at the last step, or early when macro-F1 has stopped improving
         if state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience):
             break

