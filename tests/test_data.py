@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict
 
@@ -197,3 +198,32 @@ def test_auto_falls_back_to_the_corpus_when_the_hub_download_fails(monkeypatch):
     with pytest.warns(UserWarning, match="could not load dair-ai/emotion.*offline corpus instead"):
         loaded = data.load_emotions("auto")
     assert len(loaded["train"]) == 4040
+
+
+@pytest.mark.xfail(strict=True, reason="known, issue 17: in the original register the emotions differ in length "
+                   "and punctuation enough that surface features alone reach 0.30 macro-F1 on the test split; "
+                   "the new register must not, and this test must then pass")
+def test_labels_cannot_be_read_off_length_punctuation_or_emoji(corpus):
+    assert corpus_checks.surface_giveaway_macro_f1(corpus) <= corpus_checks.MAX_SURFACE_MACRO_F1
+
+
+def test_a_planted_surface_giveaway_is_caught(corpus):
+    # Give every joy text three exclamation marks: a shape, not a meaning, and the check must see it.
+    def shout(row):
+        return {"text": row["text"] + " !!!" if data.EMOTIONS[row["label"]] == "joy" else row["text"]}
+
+    base = corpus_checks.surface_giveaway_macro_f1(corpus)
+    assert 0.25 < base < 0.35, base  # the original register today (0.30, quoted in the README)
+    from camp.metrics import classification_metrics
+
+    truth = np.array(corpus["test"]["label"])
+    shuffles = np.random.default_rng(0).permuted(np.tile(truth, (50, 1)), axis=1)
+    guess = np.mean([classification_metrics(truth, s, len(data.EMOTIONS))["macro_f1"] for s in shuffles])
+    assert 0.14 < guess < 0.18, guess  # guessing in proportion to the shares (0.16, README)
+    planted = DatasetDict({split: corpus[split].map(shout) for split in data.SPLITS})
+    assert corpus_checks.surface_giveaway_macro_f1(planted) > base + 0.1
+
+
+def test_surface_features_count_what_they_say():
+    rows = corpus_checks.surface_features(["wow 😮 what?! :)", "I am FINE."])
+    assert rows[0].tolist()[:8] == [15, 4, 1, 1, 0, 0, 1, 1] and rows[1][4] == 1 and rows[1][8] == 5 / 7
