@@ -41,6 +41,11 @@ def classification_metrics(y_true, y_pred, num_labels: int, names: list[str] | N
     (0.75, 0.7333, [[1, 1], [0, 2]])
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"need two equal-length lists of class indices, got shapes {y_true.shape} and {y_pred.shape}")
+    outside = [int(y) for y in np.concatenate([y_true, y_pred]) if not 0 <= y < num_labels]
+    if outside:  # bincount would file them under other classes without a word
+        raise ValueError(f"labels {sorted(set(outside))[:5]} are outside 0..{num_labels - 1}; check num_labels")
     confusion = np.bincount(y_true * num_labels + y_pred, minlength=num_labels ** 2).reshape(num_labels, num_labels)
     tp, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
 

@@ -237,3 +237,10 @@ def test_classification_metrics_agree_with_scikit_learn():
         assert m["confusion_matrix"] == confusion_matrix(true, pred, labels=list(range(k))).tolist()
         for i, c in enumerate(m["per_class"].values()):
             assert (c["precision"], c["recall"], c["f1"], c["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))
+
+
+def test_labels_outside_the_classes_are_refused_by_the_metrics():
+    with pytest.raises(ValueError, match=r"labels \[6\] are outside 0..5"):
+        metrics.classification_metrics([0, 1, 2], [0, 6, 2], 6)
+    with pytest.raises(ValueError, match="equal-length"):
+        metrics.classification_metrics([0, 1], [0], 6)

@@ -41,7 +41,8 @@ class Asset:
 ASSETS = {
     "emotions": Asset("emotions", "dair-ai/emotion (pinned revision)", "camp's own corpus (CC BY 4.0, in camp)",
                       None, "reinstall camp"),
-    # Lessons 02-05 and the environment's listener read camp's corpus even online: their figures are tuned to it.
+    # Every lesson from 01 on reads camp's corpus even online (directly, or through the environment's listener and
+    # situations): its figures are tuned to it. Only lesson 01 also loads dair-ai/emotion when the hub is reachable.
     "corpus": Asset("corpus", "camp's own corpus (always local)", "camp's own corpus (CC BY 4.0, in camp)", None,
                     "reinstall camp"),
     "encoder": Asset("encoder", "sentence-transformers/all-MiniLM-L6-v2 (or any hub encoder)",
