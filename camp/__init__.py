@@ -1,10 +1,10 @@
 """Empathy Camp: the library behind the notebooks. A map, in the order the lessons meet each module:
 
 * `utils` (00): device choice, seeding, caches, atomic writes, `CampError`;
-* `data` (01): the emotion corpus and the situations bank, offline or from the hub;
+* `data` (01): the emotion corpus in two registers and the situations bank, offline or from the hub;
 * `corpus_checks` (01): the corpus's quality checks;
 * `models` (01, 02, 06): the MiniLM encoder and embeddings, classifiers, the SmolLM2 policy model;
-* `baselines` (02): majority, lexicon, TF-IDF and frozen-encoder baselines;
+* `baselines` (02): majority, lexicon, TF-IDF and frozen-encoder baselines, and training across registers;
 * `metrics` (02): accuracy, macro-F1, prediction, paired bootstrap intervals;
 * `train` (02): the classifier's training loop (Accelerate, checkpoints, exact resume);
 * `checkpoint` (02, 05, 06): atomic, resumable checkpoints in one safetensors file;

@@ -1,9 +1,12 @@
 """Baselines a fine-tuned classifier must beat. Introduced in lesson 02.
 
 Each returns test-split metrics from camp.metrics.classification_metrics, trained on the train split only.
+`cross_register` trains on one register of the corpus and tests on another (lesson 02's domain shift).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from datasets import DatasetDict
@@ -81,3 +84,18 @@ def table(data: DatasetDict) -> list[dict]:
         m = fn(data)
         rows.append({"baseline": name, "accuracy": round(m["accuracy"], 3), "macro_f1": round(m["macro_f1"], 3)})
     return rows
+
+
+def cross_register(method: Callable[[DatasetDict], dict], data: dict[str, DatasetDict],
+                   tests: tuple[str, ...] | None = None) -> dict[str, dict[str, dict]]:
+    """`result[a][b]`: `method` (a baseline above) trained on register a's train split, scored on b's test split.
+
+    `data` maps a register's name to its DatasetDict (`camp.data.load_emotions(register=...)`); `tests` picks
+    which registers' test splits to score on (default: all of them). The diagonal is the in-domain figure.
+    """
+    tests = tuple(data) if tests is None else tests
+    missing = [name for name in tests if name not in data]
+    if missing:
+        raise ValueError(f"no data for the test registers {missing}; pass them in `data` as well")
+    return {a: {b: method(DatasetDict({"train": data[a]["train"], "validation": data[a]["validation"],
+                                       "test": data[b]["test"]})) for b in tests} for a in data}

@@ -1,8 +1,9 @@
 """Labelled emotion text and the situations bank.
 
 `load_emotions` gives the same DatasetDict online (dair-ai/emotion from the hub) and offline (our own
-CC BY 4.0 corpus, shipped in camp/corpus/). `load_situations` gives the simulated people's situations used by
-the empathy environment. Introduced in lesson 01.
+CC BY 4.0 corpus, shipped in camp/corpus/, in two registers: first-person narratives and conversational text).
+`load_situations` gives the simulated people's situations used by the empathy environment. Introduced in
+lesson 01; lesson 02 measures what changes when a model meets the register it was not trained on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ HUB_DATASET = "dair-ai/emotion"
 # not be checked from our offline machines. load_emotions("hub", revision="main") overrides it.
 HUB_REVISION = "cab853a1dbdf4c42c2b3ef2173804746df8825fe"
 SOURCES = ("auto", "hub", "offline")
+# The offline corpus's two registers, each with its own fixed train / validation / test files:
+# "narrative": clean first-person accounts of an event (emotions_*.csv, the course's first corpus, unchanged);
+# "conversational": chat, replies, reviews, questions, forum posts, reports, hedges (conversational_*.csv).
+REGISTERS: tuple[str, ...] = ("narrative", "conversational")
+_REGISTER_FILE = {"narrative": "emotions", "conversational": "conversational"}
 
 
 def features():
@@ -74,8 +80,9 @@ def read_split_csv(path: Path, expected_sha256: str | None = None) -> pd.DataFra
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise DataError(f"{path} is not a readable CSV ({err}); restore it from git.") from err
-    if list(frame.columns) != ["text", "label"]:
-        raise DataError(f"{path} must have exactly the columns ['text', 'label'], found {list(frame.columns)}.")
+    if list(frame.columns) not in (["text", "label"], ["text", "label", "style"]):
+        raise DataError(f"{path} must have exactly the columns ['text', 'label'] (and optionally 'style'), found "
+                        f"{list(frame.columns)}.")
     bad_labels = sorted(set(frame["label"]) - set(EMOTIONS))
     if bad_labels:
         raise DataError(f"{path} has labels outside {EMOTIONS}: {bad_labels[:5]}.")
@@ -85,16 +92,20 @@ def read_split_csv(path: Path, expected_sha256: str | None = None) -> pd.DataFra
     return frame
 
 
-def _offline() -> DatasetDict:
+def _offline(register: str) -> DatasetDict:
     from datasets import Dataset, DatasetDict
 
     manifest = _manifest()
+    chosen = REGISTERS if register == "both" else (register,)
     parts = {}
     for split in SPLITS:
-        entry = manifest["files"][f"emotions_{split}.csv"]
-        frame = read_split_csv(corpus_dir() / f"emotions_{split}.csv", entry["sha256"])
-        labels = [EMOTIONS.index(x) for x in frame["label"]]
-        parts[split] = Dataset.from_dict({"text": frame["text"].tolist(), "label": labels}, features=features())
+        texts, labels = [], []
+        for name in chosen:  # "both" is the narrative rows, then the conversational ones, in every split
+            file = f"{_REGISTER_FILE[name]}_{split}.csv"
+            frame = read_split_csv(corpus_dir() / file, manifest["files"][file]["sha256"])
+            texts += frame["text"].tolist()
+            labels += [EMOTIONS.index(x) for x in frame["label"]]
+        parts[split] = Dataset.from_dict({"text": texts, "label": labels}, features=features())
     return DatasetDict(parts)
 
 
@@ -126,7 +137,8 @@ def check_emotions(data: DatasetDict, source: str = "data") -> DatasetDict:
     return data
 
 
-def load_emotions(source: str = "auto", revision: str = HUB_REVISION, verbose: bool = True) -> DatasetDict:
+def load_emotions(source: str = "auto", revision: str = HUB_REVISION, verbose: bool = True,
+                  register: str = "both") -> DatasetDict:
     """Load labelled emotion text as train / validation / test, with `text` and a ClassLabel `label`.
 
     Args:
@@ -134,13 +146,26 @@ def load_emotions(source: str = "auto", revision: str = HUB_REVISION, verbose: b
             loads camp's own corpus; "auto" uses the hub when it is reachable and says which it picked.
         revision: the hub commit to load.
         verbose: print which source "auto" picked.
+        register: which part of camp's own corpus: "narrative" (first-person accounts: 4,040 / 505 / 505),
+            "conversational" (chat, replies, reviews, questions...: 2,880 / 360 / 360) or "both" (each split
+            is the two registers' same split, concatenated). The hub's tweets are one register of their own,
+            so "hub" accepts only the default and "auto" with another register loads camp's corpus.
 
     >>> data = load_emotions("offline", verbose=False)
     >>> data["train"].features["label"].names
     ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
+    >>> [len(load_emotions("offline", verbose=False, register=r)["test"]) for r in ("narrative", "both")]
+    [505, 865]
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if register not in (*REGISTERS, "both"):
+        raise ValueError(f"register must be one of {(*REGISTERS, 'both')}, got {register!r}")
+    if source == "hub" and register != "both":
+        raise ValueError(f"register={register!r} picks part of camp's own corpus; the hub's dataset has no "
+                         "registers. Use source='offline' with it.")
+    if source == "auto" and register != "both":
+        source = "offline"  # a register names part of camp's own corpus: nothing to fetch
     if source == "auto" and utils.hub_available():
         try:
             data = _hub(revision)
@@ -151,7 +176,7 @@ def load_emotions(source: str = "auto", revision: str = HUB_REVISION, verbose: b
             warnings.warn(f"{err} Using camp's offline corpus instead.", stacklevel=2)
     elif source == "auto" and verbose:
         print("load_emotions: using camp's offline corpus (hub unreachable)")
-    return _hub(revision) if source == "hub" else check_emotions(_offline(), "camp corpus")
+    return _hub(revision) if source == "hub" else check_emotions(_offline(register), f"camp corpus ({register})")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ It answers five questions about each reply, all in [0, 1], for a whole batch at 
   06's first RL run found this hole: echoing a person's own sentence scored as perfectly relevant and
   recognising, so the policy learned to repeat people. Nobody feels understood by that.
 
-The emotion classifier is, by default, a linear head on frozen MiniLM features fitted on camp's corpus in a few
-seconds and cached; any classifier with `predict_proba`-style output, such as a lesson-02 model, can replace it.
+The emotion classifier is, by default, a linear head on frozen MiniLM features fitted on both registers of camp's
+corpus (narrative and conversational train splits) in a few seconds and cached; any classifier with
+`predict_proba`-style output, such as a lesson-02 model, can replace it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Listener:
 
     @classmethod
     def default(cls) -> Listener:
-        """MiniLM embeddings plus a logistic-regression head fitted on camp's corpus (cached after the first)."""
+        """MiniLM embeddings plus a logistic-regression head fitted on camp's corpus, both registers (cached)."""
         from camp.models import embed
 
         head = _linear_head()
@@ -116,18 +117,25 @@ def _softmax_head(vectors: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> n
 
 
 def _linear_head() -> tuple[np.ndarray, np.ndarray]:
-    """Weights (6, H) and bias (6,) of logistic regression on frozen MiniLM features of the corpus's train split."""
+    """Weights (6, H) and bias (6,) of logistic regression on frozen MiniLM features of the corpus's train split
+    (both registers), cached under a key made from the encoder and the training texts and labels: when either
+    changes (as when the conversational register joined), the old head is never reused."""
+    import hashlib
+
     from camp.baselines import fit_frozen_head
     from camp.data import load_emotions
+    from camp.models import resolve_encoder_name
 
-    path = utils.cache_dir("listener") / "minilm_logreg_v1.npz"
+    train = load_emotions("offline", verbose=False, register="both")["train"]
+    parts = [resolve_encoder_name("auto"), *train["text"], *map(str, train["label"])]
+    key = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+    path = utils.cache_dir("listener") / f"minilm_logreg_{key}.npz"
     if path.exists():
         try:
             stored = np.load(path)
             return stored["weights"], stored["bias"]
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # damaged cache: refit
-    train = load_emotions("offline", verbose=False)["train"]
     clf = fit_frozen_head(train["text"], train["label"], seed=0)
     weights, bias = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
     buffer = io.BytesIO()

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +28,13 @@ def corpus_copy(tmp_path, monkeypatch):
     return folder
 
 
+# The narrative register's test split, frozen since the course began: old figures stay comparable.
+NARRATIVE_TEST_SHA256 = "1c3939ad9adb3d222d914299dcf549be9155672baef8c88961d46923d7f73de7"  # commit 7c7feaf
+
+
 def test_offline_corpus_size_labels_and_splits(corpus):
     sizes = {s: len(corpus[s]) for s in data.SPLITS}
-    assert sum(sizes.values()) >= 4800
+    assert sizes == {"train": 4040 + 2880, "validation": 505 + 360, "test": 505 + 360}  # both registers
     assert set(corpus) == set(data.SPLITS)
     for split in data.SPLITS:
         feature = corpus[split].features["label"]
@@ -40,8 +45,35 @@ def test_offline_corpus_size_labels_and_splits(corpus):
     assert abs(sizes["validation"] / total - 0.1) < 0.01 and abs(sizes["test"] / total - 0.1) < 0.01
 
 
-def test_at_least_300_per_class_with_love_and_surprise_the_minorities(corpus):
-    counts = Counter(label for s in data.SPLITS for label in corpus[s]["label"])
+def test_registers_load_apart_and_together(corpus):
+    parts = {r: data.load_emotions("offline", verbose=False, register=r) for r in data.REGISTERS}
+    assert {r: [len(d[s]) for s in data.SPLITS] for r, d in parts.items()} == {
+        "narrative": [4040, 505, 505], "conversational": [2880, 360, 360]}
+    for split in data.SPLITS:  # "both" (the default) is narrative then conversational, row for row
+        both = [*parts["narrative"][split]["text"], *parts["conversational"][split]["text"]]
+        assert list(corpus[split]["text"]) == both
+    counts = Counter(parts["conversational"]["test"]["label"])
+    assert set(counts.values()) == {60}  # 600 texts per emotion, 10 % of each in test
+
+
+def test_the_narrative_test_split_is_unchanged_since_the_course_began():
+    path = data.corpus_dir() / "emotions_test.csv"
+    assert data._sha256(path) == NARRATIVE_TEST_SHA256
+
+
+def test_bad_register_is_refused_and_auto_with_a_register_stays_offline(monkeypatch):
+    with pytest.raises(ValueError, match="register must be one of"):
+        data.load_emotions("offline", register="tweets")
+    with pytest.raises(ValueError, match="source='offline'"):
+        data.load_emotions("hub", register="narrative")
+    monkeypatch.setattr(data.utils, "hub_available", lambda: True)
+    monkeypatch.setattr(data, "_hub", lambda revision: pytest.fail("a register names camp's corpus: no hub call"))
+    assert len(data.load_emotions("auto", register="conversational")["train"]) == 2880
+
+
+def test_at_least_300_per_class_with_love_and_surprise_the_minorities():
+    narrative = data.load_emotions("offline", verbose=False, register="narrative")
+    counts = Counter(label for s in data.SPLITS for label in narrative[s]["label"])
     named = {data.EMOTIONS[k]: n for k, n in counts.items()}
     assert min(named.values()) >= 300
     assert sorted(named, key=named.get)[:2] == ["surprise", "love"]
@@ -54,13 +86,14 @@ def test_offline_load_takes_under_two_seconds():
             "d = data.load_emotions('offline', verbose=False); print(time.perf_counter() - t, sum(map(len, d.values())))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     seconds, rows = out.stdout.split()
-    assert int(rows) >= 4800 and float(seconds) < 2.0, out.stdout
+    assert int(rows) == 8650 and float(seconds) < 2.0, out.stdout
 
 
 def test_splits_are_fixed_by_the_manifest(corpus):
     manifest = json.loads((data.corpus_dir() / "MANIFEST.json").read_text())
     for split in data.SPLITS:
-        assert manifest["files"][f"emotions_{split}.csv"]["rows"] == len(corpus[split])
+        rows = [manifest["files"][f"{name}_{split}.csv"]["rows"] for name in ("emotions", "conversational")]
+        assert sum(rows) == len(corpus[split])
     assert manifest["licence"] == "CC BY 4.0"
 
 
@@ -157,6 +190,10 @@ def test_a_planted_cross_split_duplicate_is_caught(corpus):
 
 def test_class_shares_within_band(corpus):
     assert corpus_checks.shares_out_of_band(corpus) == []
+    for register in data.REGISTERS:
+        part = data.load_emotions("offline", verbose=False, register=register)
+        assert corpus_checks.shares_out_of_band(part, register) == []
+        assert corpus_checks.shares_out_of_band(part, "both") != []  # the targets differ: the check can tell
     keep = [i for i, y in enumerate(corpus["validation"]["label"]) if data.EMOTIONS[y] != "surprise"]
     skewed = DatasetDict({**corpus, "validation": corpus["validation"].select(keep)})
     problems = corpus_checks.shares_out_of_band(skewed)
@@ -167,13 +204,24 @@ def test_no_template_fingerprints(corpus):
     texts = _all_texts(corpus)
     opener, share = corpus_checks.top_opener(texts)
     assert share <= corpus_checks.MAX_OPENER_SHARE, (opener, share)
-    templated = texts + [f"i feel so happy because of thing number {k}" for k in range(40)]
+    templated = texts + [f"i feel so happy because of thing number {k}" for k in range(60)]
     assert corpus_checks.top_opener(templated)[1] > corpus_checks.MAX_OPENER_SHARE
 
 
-def test_tfidf_baseline_is_learnable_but_far_from_perfect(corpus):
-    f1 = corpus_checks.tfidf_baseline_macro_f1(corpus)
-    assert 0.35 < f1 < 0.95, f1  # above chance (1/6) by far; below 0.95, so no giveaway words
+def test_tfidf_baseline_is_learnable_but_far_from_perfect(corpus, by_register):
+    for dd in (corpus, by_register["conversational"]):
+        f1 = corpus_checks.tfidf_baseline_macro_f1(dd)
+        assert 0.35 < f1 < 0.95, f1  # above chance (1/6) by far; below 0.95, so no giveaway words
+
+
+def test_bag_of_words_stays_well_under_the_fine_tuned_model(by_register):
+    # The fine-tuned figures come from `python -m camp bench registers`, kept in benchmarks/registers.json.
+    kept = json.loads((Path(__file__).parents[1] / "benchmarks" / "registers.json").read_text())
+    tuned = next(v for k, v in kept["models"].items() if k.startswith("MiniLM fine-tuned"))["both"]
+    for register in data.REGISTERS:
+        f1 = corpus_checks.tfidf_baseline_macro_f1(by_register[register])
+        assert abs(f1 - kept["models"]["TF-IDF + LR"][register][register]["macro_f1"]) < 1e-3  # the JSON is current
+        assert f1 < tuned[register]["macro_f1"] - 0.05, (register, f1, tuned[register]["macro_f1"])
 
 
 def test_hub_loader_pins_the_revision_and_checks_the_result(monkeypatch):
@@ -197,33 +245,75 @@ def test_auto_falls_back_to_the_corpus_when_the_hub_download_fails(monkeypatch):
     monkeypatch.setattr(data.utils, "hub_available", lambda: True)
     with pytest.warns(UserWarning, match="could not load dair-ai/emotion.*offline corpus instead"):
         loaded = data.load_emotions("auto")
-    assert len(loaded["train"]) == 4040
+    assert len(loaded["train"]) == 6920
 
 
-@pytest.mark.xfail(strict=True, reason="known, issue 17: in the original register the emotions differ in length "
-                   "and punctuation enough that surface features alone reach 0.30 macro-F1 on the test split; "
-                   "the new register must not, and this test must then pass")
-def test_labels_cannot_be_read_off_length_punctuation_or_emoji(corpus):
-    assert corpus_checks.surface_giveaway_macro_f1(corpus) <= corpus_checks.MAX_SURFACE_MACRO_F1
+@pytest.fixture(scope="module")
+def by_register():
+    return {r: data.load_emotions("offline", verbose=False, register=r) for r in data.REGISTERS}
 
 
-def test_a_planted_surface_giveaway_is_caught(corpus):
-    # Give every joy text three exclamation marks: a shape, not a meaning, and the check must see it.
+def test_labels_cannot_be_read_off_length_punctuation_or_emoji(by_register):
+    # The conversational register was written to one set of surface quotas for every emotion (datasheet).
+    f1 = corpus_checks.surface_giveaway_macro_f1(by_register["conversational"])
+    assert f1 <= corpus_checks.MAX_SURFACE_MACRO_F1, f1  # 0.211 when written; 1/6 is chance for six even classes
+
+
+@pytest.mark.xfail(strict=True, reason="known limit, kept: the narrative register (frozen since the course began, "
+                   "so old figures stay comparable) lets surface features alone reach 0.30 macro-F1 on its test "
+                   "split; the datasheet says so")
+def test_the_narrative_register_cannot_be_read_off_its_surface(by_register):
+    assert corpus_checks.surface_giveaway_macro_f1(by_register["narrative"]) <= corpus_checks.MAX_SURFACE_MACRO_F1
+
+
+def _shout_joy(dd: DatasetDict) -> DatasetDict:
+    """Give every joy text three exclamation marks: a shape, not a meaning, which the check must see."""
     def shout(row):
         return {"text": row["text"] + " !!!" if data.EMOTIONS[row["label"]] == "joy" else row["text"]}
 
-    base = corpus_checks.surface_giveaway_macro_f1(corpus)
-    assert 0.25 < base < 0.35, base  # the original register today (0.30, quoted in the README)
+    return DatasetDict({split: dd[split].map(shout) for split in data.SPLITS})
+
+
+@pytest.mark.parametrize("register, band", [("narrative", (0.25, 0.35)), ("conversational", (0.17, 0.22))])
+def test_a_planted_surface_giveaway_is_caught(by_register, register, band):
+    base = corpus_checks.surface_giveaway_macro_f1(by_register[register])
+    assert band[0] < base < band[1], base  # narrative 0.30, conversational 0.211 (datasheet)
+    assert corpus_checks.surface_giveaway_macro_f1(_shout_joy(by_register[register])) > base + 0.1
+
+
+def test_guessing_in_proportion_scores_what_the_datasheet_says(by_register):
     from camp.metrics import classification_metrics
 
-    truth = np.array(corpus["test"]["label"])
-    shuffles = np.random.default_rng(0).permuted(np.tile(truth, (50, 1)), axis=1)
-    guess = np.mean([classification_metrics(truth, s, len(data.EMOTIONS))["macro_f1"] for s in shuffles])
-    assert 0.14 < guess < 0.18, guess  # guessing in proportion to the shares (0.16, README)
-    planted = DatasetDict({split: corpus[split].map(shout) for split in data.SPLITS})
-    assert corpus_checks.surface_giveaway_macro_f1(planted) > base + 0.1
+    for register, band in (("narrative", (0.14, 0.18)), ("conversational", (0.15, 0.19))):
+        truth = np.array(by_register[register]["test"]["label"])
+        shuffles = np.random.default_rng(0).permuted(np.tile(truth, (50, 1)), axis=1)
+        guess = np.mean([classification_metrics(truth, s, len(data.EMOTIONS))["macro_f1"] for s in shuffles])
+        assert band[0] < guess < band[1], (register, guess)  # 0.16 and 1/6
 
 
 def test_surface_features_count_what_they_say():
     rows = corpus_checks.surface_features(["wow 😮 what?! :)", "I am FINE."])
     assert rows[0].tolist()[:8] == [15, 4, 1, 1, 0, 0, 1, 1] and rows[1][4] == 1 and rows[1][8] == 5 / 7
+
+
+def test_cross_register_trains_on_each_and_tests_on_each(by_register):
+    from camp import baselines
+
+    table = baselines.cross_register(baselines.majority, by_register)
+    assert set(table) == set(data.REGISTERS) and all(set(row) == set(data.REGISTERS) for row in table.values())
+    # The majority class of narrative training text is joy; conversational test texts are 1/6 joy.
+    assert table["narrative"]["conversational"]["accuracy"] == pytest.approx(1 / 6)
+    assert table["narrative"]["narrative"]["accuracy"] == pytest.approx(0.285, abs=0.002)
+    with pytest.raises(ValueError, match="no data for the test registers"):
+        baselines.cross_register(baselines.majority, by_register, tests=("tweets",))
+
+
+def test_lesson_02_quotes_the_kept_register_benchmark():
+    # Lesson 02's table of fine-tuned models across registers is `bench.registers_table` of the kept JSON.
+    from camp.course import bench
+
+    kept = json.loads((Path(__file__).parents[1] / "benchmarks" / "registers.json").read_text())
+    notebook = json.loads((Path(__file__).parents[1] / "solutions" / "02_emotion_classifier"
+                           / "02_emotion_classifier.ipynb").read_text())
+    text = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown")
+    assert bench.registers_table(kept) in text

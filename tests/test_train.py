@@ -38,7 +38,7 @@ def test_bad_config_is_refused_before_training(bad):
 
 def test_quick_preset_is_shorter_and_overridable():
     quick = train.TrainConfig.quick(seed=3)
-    assert quick.epochs < train.TrainConfig().epochs and quick.seed == 3
+    assert quick.max_steps == 190 and train.TrainConfig().max_steps is None and quick.seed == 3
 
 
 def test_length_grouped_sampler_covers_everything_once_and_pads_less():

@@ -1,7 +1,9 @@
-"""Benchmarks behind the figures in the README: `python -m camp bench classifier | env | policies | rl`.
+"""Benchmarks behind the figures in the README: `python -m camp bench classifier | registers | env | policies | rl`.
 
-Each choice maps to one function: `classifier`, `env` -> `env_speed`, `policies` -> `scripted_policies`,
-`rl` -> `rollout_speed`.
+Each choice maps to one function: `classifier`, `registers`, `env` -> `env_speed`, `policies` ->
+`scripted_policies`, `rl` -> `rollout_speed`.
+
+`registers`: domain shift between the corpus's two registers (lesson 02). Train on one register, test on both.
 
 `classifier`: camp's loop against Hugging Face Trainer, side by side in one run.
 
@@ -70,7 +72,7 @@ def classifier(steps: int = 400, batch_size: int = 32, lr: float = 1e-4, seeds: 
     """Run both trainings for each seed and return the comparison (see module docstring)."""
     from camp import data as camp_data
 
-    data = camp_data.load_emotions("offline", verbose=False)
+    data = camp_data.load_emotions("offline", verbose=False, register="narrative")
     runs = [{"seed": seed, "camp": _camp_run(data, steps, batch_size, lr, seed),
              "hf_trainer_pad128": _trainer_run(data, steps, batch_size, lr, seed)} for seed in seeds]
 
@@ -79,7 +81,7 @@ def classifier(steps: int = 400, batch_size: int = 32, lr: float = 1e-4, seeds: 
 
     return {
         "benchmark": "classifier", "steps": steps, "batch_size": batch_size, "lr": lr, "seeds": list(seeds),
-        "model": "all-MiniLM-L6-v2 + linear head", "data": "camp offline corpus, train split",
+        "model": "all-MiniLM-L6-v2 + linear head", "data": "camp offline corpus, narrative register, train split",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.machine()}, "
                   f"{torch.get_num_threads()} threads)",
         "runs": runs,
@@ -89,6 +91,74 @@ def classifier(steps: int = 400, batch_size: int = 32, lr: float = 1e-4, seeds: 
         "std_test_macro_f1": {loop: round(float(np.std([r[loop]["test_macro_f1"] for r in runs])), 4)
                               for loop in ("camp", "hf_trainer_pad128")},
     }
+
+
+def _scores(m: dict) -> dict:
+    return {"macro_f1": round(m["macro_f1"], 4), "accuracy": round(m["accuracy"], 4),
+            "per_class_f1": {k: round(v["f1"], 4) for k, v in m["per_class"].items()},
+            "confusion_matrix": np.asarray(m["confusion_matrix"]).tolist()}
+
+
+def registers(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seeds: tuple[int, ...] = (0, 1)) -> dict:
+    """The 2x2 (and the combined row) of domain shift: train on narrative, conversational or both; test on each.
+
+    Three models per training set: TF-IDF + LR, frozen MiniLM + LR (the listener's reader) and MiniLM
+    fine-tuned with camp's loop and lesson 02's quick preset (`TrainConfig.quick`: validation checks every 64
+    steps, the best weights kept) for `steps` optimizer steps, the same budget for every training set (190 steps
+    is 1.5 epochs of the narrative train split), once per seed. Two more fine-tuned runs per
+    seed train on narrative alone and on both for twice the steps: does training longer on one register close
+    the gap as well as varied data does, at equal budget?
+    """
+    from datasets import DatasetDict
+
+    from camp import baselines, metrics, train, utils
+    from camp import data as camp_data
+
+    data = {r: camp_data.load_emotions("offline", verbose=False, register=r)
+            for r in (*camp_data.REGISTERS, "both")}
+    tests = camp_data.REGISTERS
+    out = {"benchmark": "registers", "tests": list(tests),
+           "train_sizes": {r: len(d["train"]) for r, d in data.items()},
+           "test_sizes": {r: len(data[r]["test"]) for r in tests}, "models": {}}
+    for name, method in (("TF-IDF + LR", baselines.tfidf), ("frozen MiniLM + LR", baselines.frozen_encoder)):
+        table = baselines.cross_register(method, data, tests)
+        out["models"][name] = {a: {b: _scores(m) for b, m in row.items()} for a, row in table.items()}
+    runs = [(r, steps) for r in data] + [("narrative", 2 * steps), ("both", 2 * steps)]
+    per_seed = {}
+    for register, n in runs:
+        key = register if n == steps else f"{register}, {n} steps"
+        for seed in seeds:
+            utils.set_seed(seed)
+            model, tokenizer = _fresh_model(seed)
+            cfg = train.TrainConfig.quick(lr=lr, batch_size=batch_size, max_steps=n, seed=seed, progress=False)
+            start = time.perf_counter()
+            model, _ = train.train_classifier(model, tokenizer, DatasetDict(dict(data[register])), cfg)
+            row = {b: _scores(metrics.evaluate(model, tokenizer, data[b]["test"])) for b in tests}
+            per_seed.setdefault(key, {})[seed] = {**row, "train_s": round(time.perf_counter() - start, 1)}
+    out["models"][f"MiniLM fine-tuned, {steps} steps"] = {
+        key: {b: {"macro_f1": round(float(np.mean([r[b]["macro_f1"] for r in runs_.values()])), 4),
+                  "macro_f1_per_seed": [r[b]["macro_f1"] for r in runs_.values()]} for b in tests}
+        for key, runs_ in per_seed.items()}
+    out["fine_tuned_runs"] = per_seed
+    out["fine_tuning"] = {"steps": steps, "batch_size": batch_size, "lr": lr, "seeds": list(seeds),
+                          "preset": "TrainConfig.quick (lesson 02's quick mode), max_steps as given"}
+    out["device"] = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return out
+
+
+def registers_table(result: dict) -> str:
+    """The fine-tuned rows of a `registers` result as a Markdown table (lesson 02 quotes it; a test compares)."""
+    tuned = next(v for k, v in result["models"].items() if k.startswith("MiniLM fine-tuned"))
+    seeds = ", ".join(map(str, result["fine_tuning"]["seeds"]))
+    lines = [f"| MiniLM fine-tuned on | steps | test macro-F1: narrative (seeds {seeds}) | conversational |",
+             "|---|---|---|---|"]
+    for key, row in tuned.items():
+        register, _, steps = key.partition(", ")
+        cells = [f"{row[b]['macro_f1']:.3f} ({', '.join(f'{x:.3f}' for x in row[b]['macro_f1_per_seed'])})"
+                 for b in result["tests"]]
+        lines.append(f"| {register} | {steps.split()[0] if steps else result['fine_tuning']['steps']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
@@ -220,8 +290,12 @@ def main(args: argparse.Namespace) -> int:
         result = scripted_policies()
     elif args.what == "rl":
         result = rollout_speed()
+    elif args.what == "registers":
+        result = registers(**({"steps": args.steps} if args.steps else {}), batch_size=args.batch_size,
+                           **({"lr": args.lr} if args.lr else {}), seeds=tuple(args.seeds or (0, 1)))
     else:
-        result = classifier(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seeds=tuple(args.seeds))
+        result = classifier(steps=args.steps or 400, batch_size=args.batch_size, lr=args.lr or 1e-4,
+                            seeds=tuple(args.seeds or (0, 1, 2)))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

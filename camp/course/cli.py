@@ -213,14 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
                    "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
     p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
-    p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), env (respond-mode "
+    p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), registers (train on one "
+                       "register of the corpus, test on both), env (respond-mode "
                        "steps/s at batch 64), policies (scripted policies' returns over 200 episodes), rl (rollout "
                        "tokens/s and PPO update samples/s, batched with KV cache vs a naive loop)")
-    p.add_argument("what", choices=("classifier", "env", "policies", "rl"))
-    p.add_argument("--steps", type=int, default=400, help="optimizer steps per run (400 = 3.2 epochs)")
+    p.add_argument("what", choices=("classifier", "registers", "env", "policies", "rl"))
+    p.add_argument("--steps", type=int, help="optimizer steps per run (classifier: 400 = 3.2 epochs of the narrative "
+                   "register; registers: 190, lesson 02's quick budget)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, same for both loops")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run of each loop per seed")
+    p.add_argument("--lr", type=float, help="peak learning rate, the same for every run (classifier: 1e-4; "
+                   "registers: 2e-4)")
+    p.add_argument("--seeds", type=int, nargs="+", help="one run of each loop per seed (classifier: 0 1 2; "
+                   "registers: 0 1)")
     p.add_argument("--out", help="also write the JSON here")
     p.set_defaults(func=_bench)
     return parser
