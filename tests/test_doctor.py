@@ -64,8 +64,10 @@ def test_doctor_names_the_data_each_lesson_really_loads():
         assert ("emotions" in assets) == online, (lesson, sources, assets)
         if sources:
             assert "corpus" in assets, lesson
-    rows = doctor.lesson_plan(hub=True, lessons=("02_emotion_classifier",))
+    rows = doctor.lesson_plan(hub=True, lessons=("03_empathy_environment",))
     assert not [r for r in rows if "dair-ai" in r["what"]]
+    rows = doctor.lesson_plan(hub=True, lessons=("02_emotion_classifier",))  # its third test: real tweets
+    assert [r for r in rows if "dair-ai" in r["what"]]
 
 
 def test_a_failed_hub_download_falls_back_to_the_wheel_with_a_warning(monkeypatch):

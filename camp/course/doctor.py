@@ -62,7 +62,7 @@ ASSETS = {
 LESSON_ASSETS: dict[str, tuple[str, ...]] = {
     "00_welcome": (),
     "01_emotion_data": ("emotions", "corpus", "encoder", "lexicon"),
-    "02_emotion_classifier": ("corpus", "encoder", "lexicon"),
+    "02_emotion_classifier": ("emotions", "corpus", "encoder", "lexicon"),  # emotions: the tweets test, online
     "03_empathy_environment": ("corpus", "encoder", "lexicon"),
     "04_reward_design": ("corpus", "encoder", "lexicon", "judge"),
     "05_policy_gradients": ("corpus", "encoder"),
