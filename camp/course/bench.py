@@ -109,8 +109,6 @@ def registers(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seeds: t
     seed train on narrative alone and on both for twice the steps: does training longer on one register close
     the gap as well as varied data does, at equal budget?
     """
-    from datasets import DatasetDict
-
     from camp import baselines, metrics, train, utils
     from camp import data as camp_data
 
@@ -132,7 +130,7 @@ def registers(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seeds: t
             model, tokenizer = _fresh_model(seed)
             cfg = train.TrainConfig.quick(lr=lr, batch_size=batch_size, max_steps=n, seed=seed, progress=False)
             start = time.perf_counter()
-            model, _ = train.train_classifier(model, tokenizer, DatasetDict(dict(data[register])), cfg)
+            model, _ = train.train_classifier(model, tokenizer, data[register], cfg)
             row = {b: _scores(metrics.evaluate(model, tokenizer, data[b]["test"])) for b in tests}
             per_seed.setdefault(key, {})[seed] = {**row, "train_s": round(time.perf_counter() - start, 1)}
     out["models"][f"MiniLM fine-tuned, {steps} steps"] = {
