@@ -21,9 +21,9 @@
 * `ppo` (05): PPO and REINFORCE loops for discrete actions;
 * `lm` (06): the language-model policy (LoRA + value head), generation and log-probs;
 * `rlhf` (06): token-level PPO with a KL penalty, and held-out evaluation;
-* `safety` (07): crisis and dismissal detectors, the safety filter;
-* `audit` (07): the bias probe and the blinded rubric;
-* `export` (07): merged, quantised export and its comparison.
+* `safety` (08): crisis and dismissal detectors, the safety filter;
+* `audit` (08): the bias probe and the blinded rubric;
+* `export` (08): merged, quantised export and its comparison.
 
 Course tooling (release pipeline, runner, progress, doctor, CLI, benchmarks) lives apart, in `camp.course`.
 """

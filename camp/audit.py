@@ -1,5 +1,5 @@
 """Auditing a reply policy before anyone relies on it: a counterfactual bias probe and a blinded rubric for
-evaluation by people. Introduced in lesson 07.
+evaluation by people. Introduced in lesson 08.
 
 Bias probe: the same twelve situations are told by people with different first names. Only the name changes,
 so any gap in how the environment scores a fixed reply (the *reward model's* bias) or in what the policy

@@ -99,3 +99,27 @@ def cross_register(method: Callable[[DatasetDict], dict], data: dict[str, Datase
         raise ValueError(f"no data for the test registers {missing}; pass them in `data` as well")
     return {a: {b: method(DatasetDict({"train": data[a]["train"], "validation": data[a]["validation"],
                                        "test": data[b]["test"]})) for b in tests} for a in data}
+
+
+def tfidf_pair_scorer(pairs, seed: int = 0, C: float = 1.0) -> Callable:
+    """A linear reward model on word counts (lesson 07's baseline): TF-IDF features of a reply, and logistic
+    regression on the difference chosen - rejected, which is the Bradley-Terry model with a linear score.
+
+    Each pair is shown both ways round (chosen - rejected labelled 1, its negative 0), so the fit has no
+    intercept to learn. Returns a scorer `(replies, people) -> scores`; it ignores who the reply answers.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    pairs = list(pairs)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    vec.fit([p.chosen for p in pairs] + [p.rejected for p in pairs])
+    diff = vec.transform([p.chosen for p in pairs]) - vec.transform([p.rejected for p in pairs])
+    from scipy.sparse import vstack
+
+    x, y = vstack([diff, -diff]), np.r_[np.ones(len(pairs)), np.zeros(len(pairs))]
+    clf = LogisticRegression(max_iter=3000, C=C, fit_intercept=False, random_state=seed).fit(x, y)
+
+    def scorer(replies, people=None) -> np.ndarray:
+        return np.asarray(vec.transform(list(replies)) @ clf.coef_[0], dtype=float).ravel()
+
+    return scorer

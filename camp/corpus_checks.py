@@ -1,4 +1,5 @@
-"""Quality checks for an emotion corpus. The tests run them on camp's own corpus; lesson 01 shows them.
+"""Quality checks for the emotion corpus (lesson 01) and the preference corpus (lesson 07). The tests run them on
+camp's own corpus; the lessons show them.
 
 Each check returns what it found, so a test can assert on it and a planted problem makes it fail.
 """
@@ -114,3 +115,50 @@ def surface_giveaway_macro_f1(data: DatasetDict, seed: int = 0) -> float:
     model.fit(surface_features(list(data["train"]["text"])), data["train"]["label"])
     predicted = model.predict(surface_features(list(data["test"]["text"])))
     return classification_metrics(data["test"]["label"], predicted, len(EMOTIONS))["macro_f1"]
+
+
+# ---------------------------------------------------------------------------------------------------- preferences
+LENGTH_BAND = (0.40, 0.60)  # the longer reply may be the chosen one in 40-60 % of pairs, so length alone cannot win
+MIN_PAIRS_PER_KIND, MIN_PAIRS_PER_EMOTION = 30, 90
+
+
+def longer_chosen_share(pairs) -> float:
+    """The share of pairs whose chosen reply is the longer (characters): what a length-only scorer gets right."""
+    return float(np.mean([len(p.chosen) > len(p.rejected) for p in pairs]))
+
+
+def repeated_replies(pairs) -> list[str]:
+    """Replies (chosen or rejected) that occur more than once anywhere in the pairs, ignoring case and spaces."""
+    return exact_duplicates([p.chosen for p in pairs] + [p.rejected for p in pairs])
+
+
+def splits_sharing_a_person(pairs) -> list[str]:
+    """Situations or utterances that appear in more than one split: a model could meet a test person in training."""
+    seen: dict[str, set[str]] = {}
+    for p in pairs:
+        seen.setdefault(p.situation_id or normalise(p.says), set()).add(p.split)
+    return sorted(person for person, splits in seen.items() if len(splits) > 1)
+
+
+def under_minimum(pairs, per_kind: int = MIN_PAIRS_PER_KIND, per_emotion: int = MIN_PAIRS_PER_EMOTION) -> list[str]:
+    """Kinds with fewer than `per_kind` pairs and emotions with fewer than `per_emotion`, as 'name: count'."""
+    kinds, emotions = Counter(p.kind for p in pairs), Counter(p.emotion for p in pairs)
+    return [f"kind {k}: {n}" for k, n in sorted(kinds.items()) if n < per_kind] + \
+        [f"emotion {e}: {emotions.get(e, 0)}" for e in EMOTIONS if emotions.get(e, 0) < per_emotion]
+
+
+def reused_texts(pairs, others: list[str]) -> list[str]:
+    """Replies that also occur in `others` (texts of other corpus files), ignoring case and spaces."""
+    other = {normalise(t) for t in others}
+    return sorted({normalise(t) for p in pairs for t in (p.chosen, p.rejected)} & other)
+
+
+def preference_problems(pairs, others: list[str] = ()) -> list[str]:
+    """Every preference check at once; an empty list means the corpus passes."""
+    share = longer_chosen_share(pairs)
+    problems = [] if LENGTH_BAND[0] <= share <= LENGTH_BAND[1] else \
+        [f"the longer reply is chosen in {share:.1%} of pairs, outside {LENGTH_BAND}"]
+    problems += [f"repeated reply: {t}" for t in repeated_replies(pairs)]
+    problems += [f"in several splits: {t}" for t in splits_sharing_a_person(pairs)]
+    problems += [f"under the minimum: {t}" for t in under_minimum(pairs)]
+    return problems + [f"reused from another file: {t}" for t in reused_texts(pairs, list(others))]

@@ -202,7 +202,7 @@ def load_situations(path: Path | None = None) -> list[Situation]:
 
 
 def load_crisis_situations() -> list[Situation]:
-    """Twelve people whose first words are a crisis statement (self-harm), for safety tests only (lesson 07).
+    """Twelve people whose first words are a crisis statement (self-harm), for safety tests only (lesson 08).
 
     Never train on them: they exist to check that the environment, the rewards and the safety filter answer
     a crisis with care and a pointer to human help, and nothing else.
@@ -224,7 +224,7 @@ class JudgeCheck:
 
 
 def load_judge_checks() -> list[JudgeCheck]:
-    """36 hand-written clear cases (6 per emotion) that any judge of empathy must get right (lessons 06 and 07).
+    """36 hand-written clear cases (6 per emotion) that any judge of empathy must get right (lessons 06 to 08).
 
     Each pairs a reply that meets the person's feeling with one that misses it in a common way: cheerfulness
     in the face of pain, a platitude, a cold or dismissive answer, a change of topic, gloom about good news, or
@@ -237,6 +237,85 @@ def load_judge_checks() -> list[JudgeCheck]:
             raise DataError(f"{path}:{number} needs an emotion in {EMOTIONS} and non-empty texts.")
         checks.append(item)
     return checks
+
+
+PREFERENCE_FIELDS = ("id", "emotion", "kind", "chosen", "rejected", "split")
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One human preference (lesson 07): to someone feeling `emotion` who said `says`, `chosen` is the better reply
+    and `rejected` the worse; `kind` names how `rejected` fails (dismissal, minimising, ...). `situation_id` links
+    the pair to a situation of `load_situations` (None for a free-standing utterance); `split` is fixed."""
+
+    id: str
+    emotion: str
+    says: str
+    chosen: str
+    rejected: str
+    kind: str
+    split: str
+    situation_id: str | None = None
+
+
+def load_preferences(split: str | None = None, path: str | Path | None = None) -> list[PreferencePair]:
+    """The preference corpus (camp/corpus/preferences.jsonl, 720 pairs), or one of its splits, checked.
+
+    Each row needs `id`, `emotion`, `kind`, `chosen`, `rejected`, `split` and either a `situation_id` (what the
+    person said is that situation's opening) or an `utterance`. A bad row is named by file and line.
+
+    >>> pairs = load_preferences("test"); len(pairs), pairs[0].split
+    (72, 'test')
+    """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or None, not {split!r}")
+    if path is None:
+        path = corpus_dir() / "preferences.jsonl"
+        expected = _manifest()["files"]["preferences.jsonl"]["sha256"]
+        if path.is_file() and _sha256(path) != expected:
+            raise DataError(f"{path} is corrupted (its SHA-256 does not match MANIFEST.json); restore it with "
+                            "`git checkout -- camp/corpus` or reinstall camp.")
+    path = Path(path)
+    openings = {s.id: s.opening for s in load_situations()}
+    pairs, first_line = [], {}
+    for number, row in _read_jsonl(path, dict, "preference pair"):
+        missing = [f for f in PREFERENCE_FIELDS if not str(row.get(f) or "").strip()]
+        if not (row.get("situation_id") or row.get("utterance")):
+            missing.append("situation_id or utterance")
+        if missing:
+            raise DataError(f"{path}:{number} misses {', '.join(missing)}; every pair needs "
+                            f"{', '.join(PREFERENCE_FIELDS)} and a situation_id or an utterance.")
+        if row["emotion"] not in EMOTIONS:
+            raise DataError(f"{path}:{number} has the unknown emotion {row['emotion']!r}; use one of {EMOTIONS}.")
+        if row["split"] not in SPLITS:
+            raise DataError(f"{path}:{number} has the unknown split {row['split']!r}; use one of {SPLITS}.")
+        if row["id"] in first_line:
+            raise DataError(f"{path}:{number} repeats the id {row['id']!r} of line {first_line[row['id']]}; "
+                            "give every pair its own id.")
+        first_line[row["id"]] = number
+        sid = row.get("situation_id")
+        if sid and sid not in openings:
+            raise DataError(f"{path}:{number} names the situation {sid!r}, which situations.jsonl does not have.")
+        pairs.append(PreferencePair(row["id"], row["emotion"], openings[sid] if sid else row["utterance"],
+                                    row["chosen"], row["rejected"], row["kind"], row["split"], sid))
+    if not pairs:
+        raise DataError(f"{path} holds no preference pairs.")
+    return [p for p in pairs if split is None or p.split == split]
+
+
+def says(person) -> str:
+    """What a person said, whatever carries it: a `Situation`'s opening, a `JudgeCheck`'s or a pair's `says`."""
+    return getattr(person, "says", None) or person.opening
+
+
+def as_situation(person, intensity: float = 0.7) -> Situation:
+    """A `Situation` for anything with an `id`, `emotion` and `says` (a `JudgeCheck`, a `PreferencePair`), so the
+    environment (`camp.env.ReplyScorer`) can score replies to it; the intensity it does not know is a middle
+    0.7. A `Situation` comes back as it is."""
+    if isinstance(person, Situation):
+        return person
+    return Situation(str(person.id), person.emotion, intensity, says(person), says(person), (says(person),),
+                     (says(person),))
 
 
 def _read_jsonl(path: Path, parse, what: str) -> list[tuple[int, object]]:

@@ -1,5 +1,5 @@
 """Exporting the lesson-06 policy: merge the LoRA adapters, save with safetensors, optionally quantise to int8.
-Introduced in lesson 07.
+Introduced in lesson 08.
 
 `export_merged` writes a folder any transformers user can load with `AutoModelForCausalLM.from_pretrained`
 (no peft, no camp). `quantize_int8` applies PyTorch's dynamic int8 quantisation to the Linear layers, for CPU

@@ -125,7 +125,8 @@ def load_encoder(name: str = "auto", num_labels: int = 6, labels: tuple[str, ...
     Args:
         name: "auto" (MiniLM: hub copy online, the wheel's copy offline), any hub name such as
             "bert-base-uncased" or "distilroberta-base", or a folder saved by `save_pretrained`.
-        num_labels: number of classes. A saved classifier with a different number is refused.
+        num_labels: number of classes (1: a single score, as a reward model has). A saved classifier with a
+            different number is refused.
         labels: class names (default: camp.data.EMOTIONS when num_labels is 6).
 
     Returns:
@@ -135,9 +136,10 @@ def load_encoder(name: str = "auto", num_labels: int = 6, labels: tuple[str, ...
 
     from camp.data import EMOTIONS
 
-    if not isinstance(num_labels, int) or num_labels < 2:
-        raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
-    labels = labels or (EMOTIONS if num_labels == len(EMOTIONS) else tuple(f"LABEL_{i}" for i in range(num_labels)))
+    if not isinstance(num_labels, int) or num_labels < 1:
+        raise ValueError(f"num_labels must be an integer >= 1 (1: one score, a reward model), got {num_labels!r}")
+    labels = labels or (EMOTIONS if num_labels == len(EMOTIONS) else ("reward",) if num_labels == 1
+                        else tuple(f"LABEL_{i}" for i in range(num_labels)))
     if len(labels) != num_labels:
         raise ValueError(f"{len(labels)} label names given for num_labels={num_labels}")
 
@@ -198,7 +200,7 @@ def _convert_gguf(target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
     # The weights are plain float32 now: forget the GGUF origin, or transformers refuses to save this model (and,
-    # later, any model loaded from this folder, such as the merged export of lesson 07).
+    # later, any model loaded from this folder, such as the merged export of lesson 08).
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -1,4 +1,4 @@
-"""A safety filter around any reply policy. Introduced in lesson 07.
+"""A safety filter around any reply policy. Introduced in lesson 08.
 
 A crisis statement (someone says they may harm themselves) must get a caring reply that gives no advice and
 points to human help. Camp makes sure of that in three places, each tested on its own (tests/test_safety.py):

@@ -211,10 +211,11 @@ def _best_file(path: Path, step: int) -> Path:
     return path.parent / f"best-step{step:06d}.safetensors"
 
 
-def _resume(path: Path, model, optimizer, scheduler) -> tuple[_State, dict | None]:
-    """Restore a checkpoint into model, optimizer, schedule and RNGs; return the loop state and best weights."""
+def _resume(path: Path, model, optimizer, scheduler, state_cls: type = _State) -> tuple:
+    """Restore a checkpoint into model, optimizer, schedule and RNGs; return the loop state (a `state_cls`, any
+    dataclass with `best_step`) and the best weights."""
     meta = ckpt.restore(path, model, optimizer, scheduler)
-    state = _State(**{k: v for k, v in meta["progress"].items() if k in _State.__dataclass_fields__})
+    state = state_cls(**{k: v for k, v in meta["progress"].items() if k in state_cls.__dataclass_fields__})
     if not state.best_step:  # no evaluation yet, or a checkpoint from before best weights had their own file
         return state, meta["extra_tensors"] or None
     best = _best_file(path, state.best_step)

@@ -1,4 +1,4 @@
-"""Interactive widgets for lessons 03 and 04: a chat playground and reward-weight sliders.
+"""Interactive widgets for lessons 03, 04 and 07: a chat playground, reward-weight sliders and a preference rater.
 
 Both work headless (their callbacks can be driven from code, as the tests do), so they are tested without a
 browser; `python -m pytest tests/test_widgets.py` shows how.
@@ -107,3 +107,75 @@ class RewardSliders:
         rows = "".join(f"<tr><td>{t:+.2f}</td><td>{html.escape(c)}</td></tr>" for t, c in self.ranking)
         self.table.value = f"<table><tr><th>reward</th><th>reply</th></tr>{rows}</table>"
         return self.ranking
+
+
+class PreferenceRater:
+    """Rate pairs of replies, A or B (or tie, or skip): every click is one line added to a JSON-lines file.
+
+    The two replies of each `camp.preferences.RatingItem` appear side by side in an order drawn from `seed`, so
+    which side the better-looking reply sits on tells nothing; the order shown is recorded with the rating.
+    Writes are atomic (`camp.preferences.append_rating`): a full disk or a read-only file shows an error here
+    and loses no earlier rating. `rate("a")` does what the A button does, so the rater can be driven from code.
+    """
+
+    def __init__(self, items: Sequence, path, seed: int = 0, rater: str = "you"):
+        import numpy as np
+
+        from camp.preferences import CHOICES
+
+        self.items, self.path, self.rater, self.index = list(items), path, rater, 0
+        if not self.items:
+            raise ValueError("nothing to rate: give at least one RatingItem (camp.preferences.items_from_pairs)")
+        self.flipped = (np.random.default_rng(seed).random(len(self.items)) < 0.5).tolist()
+        self.said, self.left, self.right, self.status = w.HTML(), w.HTML(), w.HTML(), w.HTML()
+        labels = {"a": "A is better", "b": "B is better", "tie": "Tie", "skip": "Skip"}
+        self.buttons = {c: w.Button(description=labels[c], button_style="primary" if c in "ab" else "")
+                        for c in CHOICES}
+        for choice, button in self.buttons.items():
+            button.on_click(lambda _, c=choice: self.rate(c))
+        box = w.Layout(width="48%", border="1px solid #ccc", padding="6px")
+        self.left.layout, self.right.layout = box, box
+        self.widget = w.VBox([self.said, w.HBox([self.left, self.right]), w.HBox(list(self.buttons.values())),
+                              self.status])
+        self._render()
+
+    def shown(self) -> tuple[str, str]:
+        """The replies on the left (A) and the right (B) now."""
+        item = self.items[self.index]
+        return (item.second, item.first) if self.flipped[self.index] else (item.first, item.second)
+
+    def rate(self, choice: str) -> dict | None:
+        """Record `choice` ("a", "b", "tie" or "skip") for the pair shown and move on; None once all are rated
+        or when the rating could not be saved (the message says why, and the pair stays on screen)."""
+        from camp.preferences import RatingsError, append_rating
+
+        if self.index >= len(self.items):
+            return None
+        item, (a, b) = self.items[self.index], self.shown()
+        record = {"item": item.id, "source": item.source, "situation_id": item.situation_id,
+                  "emotion": item.emotion, "says": item.says, "a": a, "b": b, "flipped": self.flipped[self.index],
+                  "choice": choice, "rater": self.rater}
+        if item.source == "corpus":
+            record["corpus_prefers"] = "b" if self.flipped[self.index] else "a"
+        try:
+            append_rating(self.path, record)
+        except RatingsError as err:
+            self.status.value = f"<b style='color:#c33'>{html.escape(str(err))}</b>"
+            return None
+        self.index += 1
+        self._render()
+        return record
+
+    def _render(self) -> None:
+        if self.index >= len(self.items):
+            self.said.value = f"<b>All {len(self.items)} pairs rated.</b> Your ratings are in {self.path}."
+            self.left.value = self.right.value = ""
+            for button in self.buttons.values():
+                button.disabled = True
+            return
+        item, (a, b) = self.items[self.index], self.shown()
+        self.said.value = (f"<b>Pair {self.index + 1} of {len(self.items)}.</b> Someone feeling "
+                           f"<i>{item.emotion}</i> says: &ldquo;{html.escape(item.says)}&rdquo;")
+        self.left.value = f"<b>A</b><br>{html.escape(a)}"
+        self.right.value = f"<b>B</b><br>{html.escape(b)}"
+        self.status.value = f"saved to {html.escape(str(self.path))}"

@@ -101,7 +101,7 @@ def kill_after_checkpoint():
 DURATIONS = {
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[02_emotion_classifier]": 375,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[06_rl_fine_tuning]": 190,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[07_evaluation_and_responsible_use]": 144,
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 144,
     "tests/test_train.py::test_accelerate_launch_two_cpu_processes_trains_as_well": 103,
     "tests/test_browser.py::test_lesson_03_chat_playground_in_jupyterlab": 75,
     "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[02_emotion_classifier]": 75,
@@ -120,7 +120,7 @@ DURATIONS = {
     "tests/test_train.py::test_best_weights_get_their_own_file_written_only_when_validation_improves": 21,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[04_reward_design]": 20,
     "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[04_reward_design]": 19,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[07_evaluation_and_responsible_use]": 15,
+    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[08_evaluation_and_responsible_use]": 15,
 }
 
 

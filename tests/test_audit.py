@@ -1,4 +1,4 @@
-"""Lesson 07's tools: the counterfactual bias probe, the blinded rubric and the export."""
+"""Lesson 08's tools: the counterfactual bias probe, the blinded rubric and the export."""
 
 import numpy as np
 import pandas as pd

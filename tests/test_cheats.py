@@ -25,3 +25,65 @@ def test_macro_f1_must_be_written_from_scratch():
 
     with pytest.raises(AssertionError, match="write it from scratch"):
         exec(cells["macro_f1_tests"], {"macro_f1": cheat})
+
+
+def _lesson_07() -> tuple[dict, dict]:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from camp import preferences
+
+    return _cells("07_learning_from_preferences"), {"np": np, "torch": torch, "F": F, "preferences": preferences}
+
+
+def test_bradley_terry_loss_must_be_written_from_scratch():
+    cells, names = _lesson_07()
+    honest = dict(names)
+    exec(cells["bt_loss"], honest)
+    exec(cells["bt_loss_tests"], honest)
+    cheat = {**names, "my_bt_loss": lambda c, r: names["preferences"].bradley_terry_loss(c, r)}
+    with pytest.raises(AssertionError, match="write it yourself"):
+        exec(cells["bt_loss_tests"], cheat)
+    naive = {**names, "my_bt_loss": lambda c, r: -names["torch"].log(names["torch"].sigmoid(c - r)).mean()}
+    with pytest.raises(AssertionError):  # log(sigmoid(-100)) underflows: the stability test catches it
+        exec(cells["bt_loss_tests"], naive)
+
+
+def test_pairwise_accuracy_must_be_written_from_scratch():
+    cells, names = _lesson_07()
+    honest = dict(names)
+    exec(cells["pairwise_accuracy"], honest)
+    exec(cells["pairwise_accuracy_tests"], honest)
+    preferences, np = names["preferences"], names["np"]
+
+    def untie(c, r, tol):  # scores within tol become exact ties, so camp's function does the rest
+        c, r = np.asarray(c, dtype=float), np.asarray(r, dtype=float)
+        return np.where(np.abs(c - r) <= tol, r, c), r
+
+    for cheat in (lambda c, r, tol=0.0: preferences.pairwise_accuracy(*untie(c, r, tol)),
+                  lambda c, r, tol=0.0: float(preferences.agreement(*untie(c, r, tol)).mean())):
+        with pytest.raises(AssertionError, match="write it yourself"):
+            exec(cells["pairwise_accuracy_tests"], {**names, "my_pairwise_accuracy": cheat})
+    no_tol = {**names, "my_pairwise_accuracy": lambda c, r, tol=0.0: float(
+        (names["np"].asarray(c, float) > names["np"].asarray(r, float)).mean())}  # ignores ties: fails by hand
+    with pytest.raises(AssertionError):
+        exec(cells["pairwise_accuracy_tests"], no_tol)
+
+
+def test_strengths_must_be_fitted_not_borrowed():
+    cells, names = _lesson_07()
+    honest = dict(names)
+    exec(cells["strengths"], honest)
+    exec(cells["strengths_tests"], honest)
+    cheat = {**names, "my_strengths": lambda w, lo, n, l2=0.05: names["preferences"].fit_strengths(w, lo, n, l2)}
+    with pytest.raises(AssertionError, match="write it yourself"):
+        exec(cells["strengths_tests"], cheat)
+
+    def win_counts(w, lo, n, l2=0.05):  # a plausible shortcut: wins minus losses, centred; right order, wrong values
+        torch = names["torch"]
+        s = torch.bincount(torch.tensor(w), minlength=n) - torch.bincount(torch.tensor(lo), minlength=n)
+        return (s - s.float().mean()).double()
+
+    with pytest.raises(AssertionError):
+        exec(cells["strengths_tests"], {**names, "my_strengths": win_counts})

@@ -1,5 +1,6 @@
 """camp.widgets, driven headless: clicks and slider moves through the widgets' own callbacks."""
 
+import pytest
 
 from camp import rewards
 from camp.env import EmpathyEnv
@@ -43,3 +44,64 @@ def test_chat_playground_scores_reward_terms_against_what_the_reply_answers(list
     play.env.reset(seed=0, options={"situation": data.load_crisis_situations()[0]})
     record = play.send("Cheer up, tomorrow is another day!")
     assert record["term/safety"] == -2.0 and record["reward"] < -1.5
+
+
+# ---------------------------------------------------------------------------------------------------- the rater
+def _items(n: int = 3):
+    from camp import data, preferences
+
+    return preferences.items_from_pairs(data.load_preferences("test")[:n])
+
+
+def test_rater_records_each_click_as_one_line_with_the_order_shown(tmp_path):
+    from camp import preferences
+    from camp.widgets import PreferenceRater
+
+    path = tmp_path / "ratings.jsonl"
+    rater = PreferenceRater(_items(3), path, seed=1)
+    shown = [rater.shown()]
+    first = rater.rate("a")  # what the "A is better" button does
+    shown.append(rater.shown())
+    rater.buttons["tie"].click()  # a real button click, through ipywidgets' callback
+    rater.rate("skip")
+    records = preferences.read_ratings(path)
+    assert [r["choice"] for r in records] == ["a", "tie", "skip"]
+    assert [(r["a"], r["b"]) for r in records[:2]] == shown  # A is the left reply as shown
+    item = _items(1)[0]
+    assert first["corpus_prefers"] == ("a" if first["a"] == item.first else "b")  # the order is recorded
+    assert "All 3 pairs rated" in rater.said.value and rater.buttons["a"].disabled
+    assert rater.rate("a") is None  # nothing left to rate, nothing written
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_rater_shows_both_orders_so_position_says_nothing(tmp_path):
+    from camp.widgets import PreferenceRater
+
+    rater = PreferenceRater(_items(20), tmp_path / "r.jsonl", seed=0)
+    assert 0 < sum(rater.flipped) < 20
+
+
+def test_rater_on_a_full_disk_shows_the_error_and_keeps_the_pair(tmp_path, monkeypatch):
+    from camp import preferences
+    from camp.widgets import PreferenceRater
+
+    path = tmp_path / "ratings.jsonl"
+    rater = PreferenceRater(_items(3), path, seed=1)
+    rater.rate("a")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(preferences, "atomic_write_bytes", disk_full)
+    assert rater.rate("b") is None
+    assert "No space left on device" in rater.status.value and rater.index == 1  # the pair stays on screen
+    monkeypatch.undo()
+    assert rater.rate("b")["choice"] == "b"  # space freed: the same pair is rated
+    assert [r["choice"] for r in preferences.read_ratings(path)] == ["a", "b"]
+
+
+def test_rater_refuses_nothing_to_rate(tmp_path):
+    from camp.widgets import PreferenceRater
+
+    with pytest.raises(ValueError, match="nothing to rate"):
+        PreferenceRater([], tmp_path / "r.jsonl")

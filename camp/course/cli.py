@@ -1,4 +1,5 @@
-"""`python -m camp <command>`: lessons, doctor, run, progress, train-classifier, train-rlhf, bench."""
+"""`python -m camp <command>`: lessons, doctor, run, progress, train-classifier, train-reward, train-rlhf,
+bench."""
 
 from __future__ import annotations
 
@@ -141,6 +142,50 @@ def _train_rlhf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_reward(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import platform
+    import time
+
+    import torch
+    from accelerate import PartialState
+
+    from camp import data, preferences, utils
+    from camp.reward_model import RewardConfig, RewardModel, train_reward_model
+
+    _check_paths(args)
+    pairs = {split: data.load_preferences(split) for split in data.SPLITS}
+    preset = RewardConfig.quick if args.quick else RewardConfig
+    cfg = preset(checkpoint_dir=args.out, progress=not args.no_progress, seed=args.seed,
+                 **_overrides(args, REWARD_NUMBERS))
+    start = time.perf_counter()
+    checks = preferences.from_judge_checks(data.load_judge_checks())
+    rm, history = train_reward_model(RewardModel.from_encoder(args.model, seed=args.seed), pairs["train"],
+                                     pairs["validation"], cfg, resume=args.resume,
+                                     monitor={"checks": checks, "test": pairs["test"]})
+    if not PartialState().is_main_process:
+        return 0
+    wall = time.perf_counter() - start
+    rm.save(Path(args.out) / "model")
+    scorers = preferences.standard_scorers(rm, pairs["train"])
+    result = {name: preferences.agreement_report(scorers, chosen, preferences.situations_of(chosen), seed=args.seed)
+              for name, chosen in (("test", pairs["test"]), ("judge_checks", checks))}
+    result.update(command="python -m camp train-reward " + " ".join(args.argv), train_wall_s=round(wall, 1),
+                  history=history, config={k: v for k, v in vars(args).items() if k not in ("func", "argv")},
+                  machine={"python": platform.python_version(), "torch": torch.__version__,
+                           "cpus": os.cpu_count(), "device": str(utils.get_device("auto"))},
+                  date=time.strftime("%Y-%m-%d"))
+    text = json.dumps(result, indent=2).encode()
+    utils.atomic_write_bytes(Path(args.out) / "report.json", text)
+    if args.report:
+        utils.atomic_write_bytes(args.report, text)
+    for name in ("test", "judge_checks"):
+        print(name, json.dumps({k: [round(v["agreement"], 3), [round(x, 3) for x in v["ci95"]]]
+                                for k, v in result[name].items()}))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from camp.course import bench
 
@@ -153,6 +198,9 @@ CLASSIFIER_NUMBERS = (("max-steps", int), ("batch-size", int), ("grad-accum", in
 RLHF_NUMBERS = (("steps", int), ("batch-size", int), ("n-minibatches", int), ("replies-per-person", int),
                 ("max-new-tokens", int), ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
                 ("target-kl", float))
+
+REWARD_NUMBERS = (("max-steps", int), ("batch-size", int), ("epochs", float), ("eval-every", int), ("lr", float),
+                  ("checkpoint-every", int), ("checkpoint-minutes", float))
 
 
 def _overrides(args: argparse.Namespace, numbers: tuple) -> dict:
@@ -213,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
                    "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
     p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
+    p = _training_parser(sub, "train-reward", "train the reward model on the preference corpus (Bradley-Terry), "
+                         "then report how often it and four other scorers prefer the chosen reply",
+                         "folder for checkpoint.safetensors, model/ (a transformers folder) and report.json",
+                         "encoder: auto (MiniLM), a hub name or a folder", "RewardConfig", REWARD_NUMBERS,
+                         _train_reward)
+    p.add_argument("--report", help="also write report.json here (benchmarks/reward_model.json)")
     p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), registers (train on one "
                        "register of the corpus, test on both), env (respond-mode "
                        "steps/s at batch 64), policies (scripted policies' returns over 200 episodes), rl (rollout "
@@ -232,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)[1:]
     try:
         return args.func(args)
     except (CampError, FileNotFoundError) as err:

@@ -67,7 +67,8 @@ LESSON_ASSETS: dict[str, tuple[str, ...]] = {
     "04_reward_design": ("corpus", "encoder", "lexicon", "judge"),
     "05_policy_gradients": ("corpus", "encoder"),
     "06_rl_fine_tuning": ("policy", "gguf", "corpus", "encoder", "judge"),
-    "07_evaluation_and_responsible_use": ("policy", "gguf", "corpus", "encoder", "judge"),
+    "07_learning_from_preferences": ("policy", "gguf", "corpus", "encoder", "judge"),  # policy: RATE_FROM "policy"
+    "08_evaluation_and_responsible_use": ("policy", "gguf", "corpus", "encoder", "judge"),
 }
 
 

@@ -1,0 +1,113 @@
+"""The reward model (lesson 07): it learns, resumes exactly, saves as a transformers folder, refuses a wrong head,
+and `python -m camp train-reward` writes the agreement report."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from camp import data, models, preferences
+from camp.course import cli
+from camp.reward_model import RewardConfig, RewardModel, RewardModelError, train_reward_model
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return {s: data.load_preferences(s) for s in data.SPLITS}
+
+
+def _cfg(**kw) -> RewardConfig:
+    return RewardConfig.quick(**{"max_steps": 12, "eval_every": 4, "eval_train_pairs": 16, "progress": False, **kw})
+
+
+def test_training_moves_the_weights_and_lowers_the_training_loss(pairs):
+    rm = RewardModel.from_encoder(seed=0)
+    before = {k: v.clone() for k, v in rm.model.named_parameters()}
+    trained, history = train_reward_model(rm, pairs["train"], pairs["validation"][:16], _cfg(max_steps=24))
+    changed = [k for k, v in trained.model.named_parameters() if not torch.equal(v, before[k])]
+    assert "classifier.weight" in changed and any("encoder" in k for k in changed)
+    losses = [h["loss/train"] for h in history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # 24 steps at 1e-4 already fit part of the data
+    assert {"train/accuracy", "eval/accuracy", "eval/loss", "time/pairs_per_s"} <= set(history[-1])
+
+
+def test_resume_continues_exactly(pairs, tmp_path):
+    val = pairs["validation"][:16]
+    whole, h_whole = train_reward_model(RewardModel.from_encoder(seed=0), pairs["train"], val,
+                                        _cfg(checkpoint_dir=str(tmp_path / "a"), checkpoint_every=4,
+                                             checkpoint_minutes=0))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_8(step, record):
+        if step == 8:
+            raise Stop
+
+    cfg = _cfg(checkpoint_dir=str(tmp_path / "b"), checkpoint_every=4, checkpoint_minutes=0)
+    with pytest.raises(Stop):
+        train_reward_model(RewardModel.from_encoder(seed=0), pairs["train"], val, cfg, callback=stop_at_8)
+    resumed, h_resumed = train_reward_model(RewardModel.from_encoder(seed=5), pairs["train"], val, cfg, resume=True)
+    assert [h["eval/loss"] for h in h_resumed] == pytest.approx([h["eval/loss"] for h in h_whole], abs=1e-6)
+    probe = ["I'm here.", "Whatever.", "Congratulations!"]
+    assert np.allclose(whole.score(["My dog died."] * 3, probe), resumed.score(["My dog died."] * 3, probe),
+                       atol=1e-5)
+
+
+def test_saved_folder_loads_with_plain_transformers_and_scores_the_same(tmp_path):
+    rm = RewardModel.from_encoder(seed=1)
+    rm.save(tmp_path / "rm")
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    assert plain.config.num_labels == 1
+    people = data.load_judge_checks()[:3]
+    replies = [c.better for c in people]
+    assert np.allclose(RewardModel.load(tmp_path / "rm")(replies, people), rm(replies, people), atol=1e-5)
+    rm.save(tmp_path / "rm")  # saving again over the old folder replaces it whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rm"]
+
+
+def test_a_classifier_folder_is_refused_as_a_reward_model(tmp_path):
+    model, tokenizer = models.load_encoder("auto", num_labels=6)
+    model.save_pretrained(tmp_path / "clf")
+    tokenizer.save_pretrained(tmp_path / "clf")
+    with pytest.raises(RewardModelError, match="classifier with 6 labels .*sadness.*not a reward model"):
+        RewardModel.load(tmp_path / "clf")
+    with pytest.raises(RewardModelError, match="no config.json"):
+        RewardModel.load(tmp_path / "nothing")
+
+
+def test_scorer_shape_and_inputs_follow_the_model(pairs):
+    rm = RewardModel.from_encoder(seed=0)
+    situations = preferences.situations_of(pairs["test"][:4])
+    scores = rm([p.chosen for p in pairs["test"][:4]], situations)
+    assert scores.shape == (4,) and scores.dtype == np.float32
+    with pytest.raises(ValueError, match="one reply per person"):
+        rm(["a"], situations)
+
+
+def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "6", "--eval-every", "3",
+                     "--no-progress", "--report", str(tmp_path / "bench.json")])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report == json.loads((tmp_path / "bench.json").read_text())
+    for name, n in (("test", 72), ("judge_checks", 36)):
+        assert set(report[name]) == {"reward model", "environment reward", "judge (attunement)", "length",
+                                     "TF-IDF + LR"}
+        for row in report[name].values():
+            assert row["n"] == n and row["ci95"][0] <= row["agreement"] <= row["ci95"][1]
+    assert report["test"]["length"]["agreement"] == pytest.approx(
+        preferences.pairwise_accuracy([len(p.chosen) for p in data.load_preferences("test")],
+                                      [len(p.rejected) for p in data.load_preferences("test")]))
+    assert RewardModel.load(out / "model").model.config.num_labels == 1
+    # resuming a finished run trains no further and reports again
+    assert cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "6", "--eval-every", "3",
+                     "--no-progress", "--resume"]) == 0
+
+
+def test_cli_resume_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
+    assert cli.main(["train-reward", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
