@@ -1,10 +1,11 @@
 """Empathy Camp: the library behind the notebooks. A map, in the order the lessons meet each module:
 
 * `utils` (00): device choice, seeding, caches, atomic writes, `CampError`;
-* `data` (01): the emotion corpus in two registers and the situations bank, offline or from the hub;
-* `corpus_checks` (01): the corpus's quality checks;
+* `data` (01, 07): the emotion corpus in two registers, the situations bank and the preference corpus;
+* `corpus_checks` (01, 07): the quality checks of the emotion and preference corpora;
 * `models` (01, 02, 06): the MiniLM encoder and embeddings, classifiers, the SmolLM2 policy model;
-* `baselines` (02): majority, lexicon, TF-IDF and frozen-encoder baselines, and training across registers;
+* `baselines` (02, 07): majority, lexicon, TF-IDF and frozen-encoder baselines, training across registers, and a
+  TF-IDF pair model of preferences;
 * `metrics` (02): accuracy, macro-F1, prediction, paired bootstrap intervals;
 * `train` (02): the classifier's training loop (Accelerate, checkpoints, exact resume);
 * `checkpoint` (02, 05, 06): atomic, resumable checkpoints in one safetensors file;
@@ -13,7 +14,7 @@
 * `env` (03): the simulated person behind the Gymnasium API, batched, and as a scorer;
 * `listener` (03): how the simulated person perceives a reply;
 * `policies` (03): scripted reply policies and their evaluator;
-* `widgets` (03, 04): the chat playground and reward sliders;
+* `widgets` (03, 04, 07): the chat playground, reward sliders and the preference rater;
 * `rewards` (04): reward terms and `RewardSpec`;
 * `judge` (04, 06): an independent judge of replies, and its check;
 * `rl` (05, 06): the pure pieces of policy gradients and of the KL penalty;
@@ -21,6 +22,8 @@
 * `ppo` (05): PPO and REINFORCE loops for discrete actions;
 * `lm` (06): the language-model policy (LoRA + value head), generation and log-probs;
 * `rlhf` (06): token-level PPO with a KL penalty, and held-out evaluation;
+* `preferences` (07): the Bradley-Terry loss, agreement with people's choices, strengths, the ratings file;
+* `reward_model` (07): a reward model learned from preferences (a scorer) and its training loop;
 * `safety` (08): crisis and dismissal detectors, the safety filter;
 * `audit` (08): the bias probe and the blinded rubric;
 * `export` (08): merged, quantised export and its comparison.

@@ -259,13 +259,13 @@ class PreferencePair:
 
 
 def load_preferences(split: str | None = None, path: str | Path | None = None) -> list[PreferencePair]:
-    """The preference corpus (camp/corpus/preferences.jsonl, 720 pairs), or one of its splits, checked.
+    """The preference corpus (camp/corpus/preferences.jsonl, 840 pairs), or one of its splits, checked.
 
     Each row needs `id`, `emotion`, `kind`, `chosen`, `rejected`, `split` and either a `situation_id` (what the
     person said is that situation's opening) or an `utterance`. A bad row is named by file and line.
 
     >>> pairs = load_preferences("test"); len(pairs), pairs[0].split
-    (72, 'test')
+    (83, 'test')
     """
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS} or None, not {split!r}")

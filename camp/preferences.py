@@ -106,7 +106,7 @@ def agreement_report(scorers: Mapping[str, Callable], pairs: Sequence[Preference
 
     Returns:
         {name: {"agreement", "ci95", "n", "by_kind": {kind: share}, "by_emotion": {emotion: share},
-        "per_pair": [1, 0.5 or 0 per pair]}}
+        "per_pair": [1, 0.5 or 0 per pair], "scores": {"chosen": [...], "rejected": [...]}}}
     """
     pairs = list(pairs)
     if len(pairs) < 2:
@@ -121,7 +121,7 @@ def agreement_report(scorers: Mapping[str, Callable], pairs: Sequence[Preference
         report[name] = {"agreement": boot["mean"], "ci95": list(boot["ci95"]), "n": len(pairs),
                         "by_kind": _shares(agree, [p.kind for p in pairs]),
                         "by_emotion": _shares(agree, [p.emotion for p in pairs]),
-                        "per_pair": agree.tolist()}
+                        "per_pair": agree.tolist(), "scores": {"chosen": chosen.tolist(), "rejected": rejected.tolist()}}
     return report
 
 

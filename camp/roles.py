@@ -6,7 +6,8 @@
   `camp.safety.language_model_policy(...)`, `camp.safety.SafeResponder(policy)`. A function of utterances
   alone becomes one with `from_texts`.
 * A **scorer** judges replies: `scorer(replies, people) -> scores`, a float array of shape (N,). Examples:
-  `camp.env.ReplyScorer()` (the environment's reward), `camp.judge.JudgeScorer()` (the independent judge).
+  `camp.env.ReplyScorer()` (the environment's reward), `camp.judge.score` (the independent judge),
+  `camp.reward_model.RewardModel` (a reward model learned from preferences, lesson 07).
   `camp.rlhf.train_rlhf` trains against any scorer; `camp.rlhf.evaluate_replies` measures with one.
 * A **batched environment** steps N episodes at once, in the batch form of Gymnasium's API:
   `num_envs`, `max_turns`, `reset(*, seed=None, options=None) -> (obs, info)`,

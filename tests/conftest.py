@@ -103,6 +103,12 @@ DURATIONS = {
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[06_rl_fine_tuning]": 190,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 144,
     "tests/test_train.py::test_accelerate_launch_two_cpu_processes_trains_as_well": 103,
+    # lesson 07 and the reward model: estimates until the next clean-clone run measures them
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[07_learning_from_preferences]": 200,
+    "tests/test_browser.py::test_lesson_07_rating_click_writes_one_line": 120,
+    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[07_learning_from_preferences]": 60,
+    "tests/test_reward_model.py::test_cli_train_reward_writes_model_and_report": 60,
+    "tests/test_reward_model.py::test_resume_continues_exactly": 40,
     "tests/test_browser.py::test_lesson_03_chat_playground_in_jupyterlab": 75,
     "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[02_emotion_classifier]": 75,
     "tests/test_train.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 71,

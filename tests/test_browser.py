@@ -1,8 +1,10 @@
-"""Lesson 03 in a real browser: JupyterLab in headless Chromium, Run All, then a real click on a widget.
+"""Lessons 03 and 07 in a real browser: JupyterLab in headless Chromium, Run All, then a real click on a widget.
 
-The headless widget tests (test_widgets.py) call the callbacks directly; this one checks what only a browser
-shows: that the widget JavaScript loads in Lab, the playground renders, and a click travels to the kernel and
-back. tests/browser/drive_lab.mjs does the driving with playwright-core; this file starts and stops the server.
+The headless widget tests (test_widgets.py) call the callbacks directly; these check what only a browser
+shows: that the widget JavaScript loads in Lab, the widget renders, and a click travels to the kernel and back
+(lesson 03: a reply sent in the chat playground; lesson 07: a rating clicked in the PreferenceRater, which must
+land as one line in the ratings file). tests/browser/drive_lab.mjs does the driving with playwright-core; this
+file starts and stops the server.
 
 Needs Chromium at /usr/bin/chromium, node, and `npm ci` in tests/browser (`make browser` sets all three up).
 Skipped when they are missing, except under CI (the CI variable set), where that is a failure.
@@ -26,6 +28,7 @@ DRIVER = ROOT / "tests" / "browser" / "drive_lab.mjs"
 CHROMIUM = Path(os.environ.get("CAMP_CHROMIUM", "/usr/bin/chromium"))
 # The solution, not the lesson: the lesson's blank exercises raise NotImplementedError, which stops Run All.
 NOTEBOOK = ROOT / "solutions" / "03_empathy_environment" / "03_empathy_environment.ipynb"
+RATER_NOTEBOOK = ROOT / "solutions" / "07_learning_from_preferences" / "07_learning_from_preferences.ipynb"
 SHOTS = ROOT / "runs" / "browser"
 REPLY = "That sounds really hard. I am here and listening."
 START_TIMEOUT = 60  # s for the Jupyter server to answer; it takes ~3 s when the machine is not busy
@@ -82,8 +85,9 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-@pytest.mark.slow
-def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
+def _lab(tmp_path, notebook: Path, driver_args: list[str], kernel_env: dict | None = None) -> tuple[str, Path]:
+    """Serve a copy of `notebook` from a temporary JupyterLab, drive it with drive_lab.mjs, return its stdout and
+    the screenshot. Fails the test with the driver's and the server's logs when a step fails."""
     reason = _missing()
     if reason and os.environ.get("CI", "").lower() not in ("", "0", "false"):
         pytest.fail(f"browser test cannot run under CI: {reason}; .ci/run installs it", pytrace=False)
@@ -91,12 +95,13 @@ def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
         pytest.skip(f"{reason}; `make browser` installs it")
 
     lab = tmp_path / "lab"  # the server's root: a copy, so nothing it writes lands in solutions/
-    lab.mkdir()
-    shutil.copy(NOTEBOOK, lab)
+    lab.mkdir(exist_ok=True)
+    if not (lab / notebook.name).exists():
+        shutil.copy(notebook, lab)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tmp_path / "jupyter.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(kernel_env or {}),
            # Lab's settings, workspaces and connection files go to the temp folder, not the user's home.
            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
@@ -107,10 +112,10 @@ def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
            f"--ServerApp.root_dir={lab}"]
     # No "get notified about Jupyter news?" toast over the screenshot (Lab's user settings live in this folder).
     news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
+    news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text('{"fetchNews": "false"}')
     SHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SHOTS / f"{NOTEBOOK.stem}.png"
+    shot = SHOTS / f"{notebook.stem}.png"
     shot.unlink(missing_ok=True)
 
     start = time.monotonic()
@@ -119,8 +124,8 @@ def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
                                   start_new_session=True)
     try:
         _wait_for_server(url, server, log)
-        drive = ["node", str(DRIVER), "--url", url, "--notebook", NOTEBOOK.name, "--reply", REPLY,
-                 "--screenshot", str(shot), "--chromium", str(CHROMIUM), "--run-timeout", str(RUN_TIMEOUT)]
+        drive = ["node", str(DRIVER), "--url", url, "--notebook", notebook.name, "--screenshot", str(shot),
+                 "--chromium", str(CHROMIUM), "--run-timeout", str(RUN_TIMEOUT), *driver_args]
         # Its own group too, so that Chromium goes with it if it has to be stopped from here.
         driver = subprocess.Popen(drive, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   start_new_session=True)
@@ -133,14 +138,42 @@ def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
             _stop(driver)
     finally:
         _stop(server)
-    seconds = time.monotonic() - start
-
     print(stdout, stderr, sep="\n")
     if driver.returncode != 0:
         pytest.fail(f"{stderr.strip()}\nscreenshot: {shot}\ndriver output:\n{stdout}\n"
                     f"Jupyter log ({log}):\n{_tail(log)}", pytrace=False)
-    # The driver already waited for these; checking its report keeps the test's claim visible here.
-    assert f"agent: {REPLY}" in stdout  # the click reached the kernel, and the new turn came back
     assert shot.stat().st_size > 10_000  # a real PNG of the page, not an empty file
+    print(f"browser test took {time.monotonic() - start:.1f} s; screenshot: {shot}")
+    return stdout, shot
+
+
+@pytest.mark.slow
+def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
+    stdout, shot = _lab(tmp_path, NOTEBOOK, ["--mode", "chat", "--reply", REPLY])
+    # The driver already waited for this; checking its report keeps the test's claim visible here.
+    assert f"agent: {REPLY}" in stdout  # the click reached the kernel, and the new turn came back
     record_property("screenshot", str(shot))
-    print(f"browser test took {seconds:.1f} s; screenshot: {shot}")
+
+
+@pytest.mark.slow
+def test_lesson_07_rating_click_writes_one_line(tmp_path, record_property):
+    import json
+
+    import nbformat
+
+    # The lesson as a learner has it, with its ratings file pointed into the temp folder (as papermill would
+    # set a parameter), and nbgrader's small sizes (NBGRADER_EXECUTION) so Run All takes about a minute.
+    ratings = tmp_path / "my_ratings.jsonl"
+    nb = nbformat.read(RATER_NOTEBOOK, 4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = params.source.replace('RATINGS_FILE = "auto"', f'RATINGS_FILE = "{ratings}"')
+    assert str(ratings) in params.source
+    (tmp_path / "lab").mkdir()
+    nbformat.write(nb, tmp_path / "lab" / RATER_NOTEBOOK.name)
+    stdout, shot = _lab(tmp_path, RATER_NOTEBOOK, ["--mode", "rate"], {"NBGRADER_EXECUTION": "validate"})
+    assert "rated: Pair 2 of" in stdout  # the widget moved on to the next pair after the click
+    lines = ratings.read_text().splitlines()
+    assert len(lines) == 1, lines  # one click, one line
+    record = json.loads(lines[0])
+    assert record["choice"] == "a" and record["a"] and record["b"] and "flipped" in record
+    record_property("screenshot", str(shot))

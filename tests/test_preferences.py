@@ -30,8 +30,8 @@ def _other_texts() -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- the corpus
 def test_corpus_size_splits_and_situations(pairs):
-    assert len(pairs) == 720
-    assert {s: len(data.load_preferences(s)) for s in data.SPLITS} == {"train": 576, "validation": 72, "test": 72}
+    assert len(pairs) == 840
+    assert {s: len(data.load_preferences(s)) for s in data.SPLITS} == {"train": 672, "validation": 85, "test": 83}
     bank = {s.id: s for s in data.load_situations()}
     assert all(p.says == bank[p.situation_id].opening and p.emotion == bank[p.situation_id].emotion for p in pairs)
 
@@ -165,7 +165,7 @@ def test_agreement_report_has_intervals_and_breakdowns(pairs):
     report = preferences.agreement_report({"length": preferences.length_scorer}, test)
     length = report["length"]
     assert math.isclose(length["agreement"], corpus_checks.longer_chosen_share(test))
-    assert length["ci95"][0] <= length["agreement"] <= length["ci95"][1] and length["n"] == 72
+    assert length["ci95"][0] <= length["agreement"] <= length["ci95"][1] and length["n"] == 83
     assert set(length["by_emotion"]) == set(data.EMOTIONS) and "parroting" in length["by_kind"]
 
 

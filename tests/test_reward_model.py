@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from transformers import AutoModelForSequenceClassification
 
 from camp import data, models, preferences
@@ -94,7 +95,7 @@ def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report == json.loads((tmp_path / "bench.json").read_text())
-    for name, n in (("test", 72), ("judge_checks", 36)):
+    for name, n in (("test", 83), ("judge_checks", 36)):
         assert set(report[name]) == {"reward model", "environment reward", "judge (attunement)", "length",
                                      "TF-IDF + LR"}
         for row in report[name].values():
@@ -111,3 +112,34 @@ def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
 def test_cli_resume_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
     assert cli.main(["train-reward", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def _kept(name: str) -> dict:
+    return json.loads((ROOT / "benchmarks" / name).read_text())
+
+
+def test_lesson_07_and_the_readme_quote_the_kept_reward_benchmarks():
+    # The tables in lesson 07 and the README are `bench.reward_table` of the kept JSON, figure for figure.
+    from camp.course import bench
+
+    notebook = json.loads((ROOT / "solutions" / "07_learning_from_preferences" /
+                           "07_learning_from_preferences.ipynb").read_text())
+    lesson = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    readme = (ROOT / "README.md").read_text()
+    current, first = bench.reward_table(_kept("reward_model.json")), bench.reward_table(_kept("reward_model_720.json"))
+    assert current in lesson and current in readme
+    indented = "\n".join("  " + line for line in first.splitlines())  # inside a bullet in the lesson
+    assert indented in lesson and first in readme
+
+
+def test_kept_reward_benchmark_says_what_the_lesson_claims():
+    # Lesson 07 and the README read these facts off the kept full-mode run; the JSON must bear them out.
+    report = _kept("reward_model.json")
+    test, checks = report["test"], report["judge_checks"]
+    rm = test["reward model"]
+    assert rm["agreement"] >= 0.85 and rm["n"] == 83  # the goal, on the whole test split
+    for hand in ("environment reward", "judge (attunement)"):
+        assert rm["ci95"][0] > test[hand]["ci95"][1]  # ahead of both hand-built scorers, intervals apart
+    assert checks["reward model"]["ci95"][0] <= checks["environment reward"]["agreement"]  # not shown apart there
+    assert 0.40 <= test["length"]["agreement"] <= 0.60
+    assert _kept("reward_model_720.json")["judge_checks"]["reward model"]["agreement"] == pytest.approx(28 / 36)

@@ -159,6 +159,20 @@ def registers_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def reward_table(report: dict) -> str:
+    """A `train-reward` report (benchmarks/reward_model*.json) as a Markdown table: each scorer's agreement with
+    the chosen reply and its bootstrap 95 % interval, on the test split and on the judge checks (lesson 07 and
+    the README quote it; a test compares)."""
+    sets = [("test", f"test split ({report['test']['length']['n']} pairs)"),
+            ("judge_checks", f"judge checks ({report['judge_checks']['length']['n']})")]
+    lines = ["| scorer | " + " | ".join(label for _, label in sets) + " |", "|---|" + "---|" * len(sets)]
+    for name in report["test"]:
+        cells = [f"{report[key][name]['agreement']:.3f} [{report[key][name]['ci95'][0]:.3f}, "
+                 f"{report[key][name]['ci95'][1]:.3f}]" for key, _ in sets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
     """Respond-mode throughput: `batch` people, each answered every step, perceived in one listener call."""
 

@@ -1,7 +1,9 @@
-// Drive a running JupyterLab in headless Chromium, the way a learner would use lesson 03:
-// open the notebook, Run All, type a reply into the chat playground, click Send, and take a screenshot.
+// Drive a running JupyterLab in headless Chromium, the way a learner would: open the notebook, Run All, then
+// --mode chat (lesson 03): type a reply into the chat playground and click Send;
+// --mode rate (lesson 07): click "A is better" in the preference rater and see it move to the next pair;
+// and take a screenshot.
 //
-//   node drive_lab.mjs --url http://127.0.0.1:PORT/ --notebook 03_empathy_environment.ipynb \
+//   node drive_lab.mjs --url http://127.0.0.1:PORT/ --notebook 03_empathy_environment.ipynb --mode chat \
 //       --reply "That sounds hard." --screenshot runs/browser/03_empathy_environment.png
 //
 // Progress goes to stdout, one line per step; any failure exits 1 with one line saying which step and why.
@@ -15,6 +17,7 @@ const { values: opt } = parseArgs({
   options: {
     url: { type: 'string' },
     notebook: { type: 'string' },
+    mode: { type: 'string', default: 'chat' }, // chat (lesson 03's playground) or rate (lesson 07's rater)
     reply: { type: 'string', default: 'That sounds really hard. I am here and listening.' },
     screenshot: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
@@ -24,6 +27,7 @@ const { values: opt } = parseArgs({
 for (const name of ['url', 'notebook', 'screenshot']) {
   if (!opt[name]) throw new Error(`--${name} is required`);
 }
+if (!['chat', 'rate'].includes(opt.mode)) throw new Error(`--mode must be chat or rate, not ${opt.mode}`);
 
 // Flags from /work/shared/TOOLING.md: no sandbox (root in a container), no GPU, nothing phoning home.
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -109,36 +113,57 @@ try {
     console.log(`all ${report.cells} code cells ran`);
   });
 
-  const input = page.getByPlaceholder(PLACEHOLDER);
-  const playground = page.locator('.widget-vbox', { has: input });
-  const transcript = playground.locator('.widget-html-content').first();
-  const signals = playground.locator('.widget-html-content', { hasText: 'last reply' });
+  if (opt.mode === 'rate') {
+    const choose = page.getByRole('button', { name: 'A is better', exact: true });
+    await step('preference rater rendered', 30, async () => {
+      const broken = page.getByText('Error displaying widget');
+      await choose.or(broken).first().waitFor({ state: 'visible', timeout: 0 });
+      if (await broken.count()) {
+        throw new Error('Lab shows "Error displaying widget": do ipywidgets and jupyterlab_widgets match?');
+      }
+      await choose.scrollIntoViewIfNeeded();
+      await page.locator('.widget-html-content', { hasText: 'Pair 1 of' }).first().waitFor({ timeout: 0 });
+    });
+    await step('clicked "A is better"; the kernel saved it and showed the next pair', 60, async () => {
+      await choose.click();
+      // The click runs PreferenceRater.rate("a") in the kernel: one line appended, then the next pair drawn.
+      const next = page.locator('.widget-html-content', { hasText: 'Pair 2 of' }).first();
+      await next.waitFor({ timeout: 0 });
+      console.log(`rated: ${(await next.innerText()).slice(0, 80)}`);
+      await next.evaluate((el) => el.scrollIntoView({ block: 'center' })); // the rater in the shot
+    });
+  } else {
+    const input = page.getByPlaceholder(PLACEHOLDER);
+    const playground = page.locator('.widget-vbox', { has: input });
+    const transcript = playground.locator('.widget-html-content').first();
+    const signals = playground.locator('.widget-html-content', { hasText: 'last reply' });
 
-  await step('chat playground rendered', 30, async () => {
-    const broken = page.getByText('Error displaying widget');
-    await input.or(broken).first().waitFor({ state: 'visible', timeout: 0 });
-    if (await broken.count()) {
-      throw new Error('Lab shows "Error displaying widget": do ipywidgets and jupyterlab_widgets match?');
-    }
-    await playground.scrollIntoViewIfNeeded();
-    const before = await transcript.innerText();
-    if (!before.startsWith('person:')) throw new Error(`transcript should open with the person, got ${before}`);
-    if (before.includes('agent:')) throw new Error(`transcript has an agent turn before any click: ${before}`);
-  });
+    await step('chat playground rendered', 30, async () => {
+      const broken = page.getByText('Error displaying widget');
+      await input.or(broken).first().waitFor({ state: 'visible', timeout: 0 });
+      if (await broken.count()) {
+        throw new Error('Lab shows "Error displaying widget": do ipywidgets and jupyterlab_widgets match?');
+      }
+      await playground.scrollIntoViewIfNeeded();
+      const before = await transcript.innerText();
+      if (!before.startsWith('person:')) throw new Error(`transcript should open with the person, got ${before}`);
+      if (before.includes('agent:')) throw new Error(`transcript has an agent turn before any click: ${before}`);
+    });
 
-  await step('typed a reply and clicked Send; the kernel answered', 60, async () => {
-    await input.pressSequentially(opt.reply); // real key presses, into the focused text box
-    const typed = await input.inputValue();
-    if (typed !== opt.reply) throw new Error(`typing into the text box gave "${typed}"`);
-    await playground.getByRole('button', { name: 'Send', exact: true }).click();
-    // The click runs ChatPlayground.send in the kernel, which writes the new turn back into the widgets.
-    await transcript.filter({ hasText: `agent: ${opt.reply}` }).waitFor({ timeout: 0 });
-    await signals.filter({ hasText: 'recognition' }).waitFor({ timeout: 0 });
-    const left = await input.inputValue();
-    if (left !== '') throw new Error(`the text box should be cleared after Send, still holds "${left}"`);
-    console.log(`transcript after the click:\n${await transcript.innerText()}`);
-    await playground.evaluate((el) => el.scrollIntoView({ block: 'center' })); // the whole widget in the shot
-  });
+    await step('typed a reply and clicked Send; the kernel answered', 60, async () => {
+      await input.pressSequentially(opt.reply); // real key presses, into the focused text box
+      const typed = await input.inputValue();
+      if (typed !== opt.reply) throw new Error(`typing into the text box gave "${typed}"`);
+      await playground.getByRole('button', { name: 'Send', exact: true }).click();
+      // The click runs ChatPlayground.send in the kernel, which writes the new turn back into the widgets.
+      await transcript.filter({ hasText: `agent: ${opt.reply}` }).waitFor({ timeout: 0 });
+      await signals.filter({ hasText: 'recognition' }).waitFor({ timeout: 0 });
+      const left = await input.inputValue();
+      if (left !== '') throw new Error(`the text box should be cleared after Send, still holds "${left}"`);
+      console.log(`transcript after the click:\n${await transcript.innerText()}`);
+      await playground.evaluate((el) => el.scrollIntoView({ block: 'center' })); // the whole widget in the shot
+    });
+  }
 } catch (err) {
   failed = true;
   console.error(`FAILED after ${elapsed()} s: ${err.message}`);
