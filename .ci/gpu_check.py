@@ -1,9 +1,11 @@
 """GPU smoke check for a bare machine: no network, no model wheels, only torch, transformers, peft and accelerate.
 
-It builds tiny random-initialised models from configs (a 2-layer BERT classifier, a 2-layer Llama policy) and a
-word-level tokenizer from a word list, then runs a few steps of each of camp's training loops on the device:
+It builds tiny random-initialised models from configs (2-layer BERTs with 6 labels and with 1, a 2-layer Llama
+policy) and a word-level tokenizer from a word list, then runs a few steps of each of camp's training loops on
+the device:
 
 * the classifier loop (`camp.train.train_classifier`), in float32 and in bfloat16 mixed precision;
+* the reward model's Bradley-Terry loop (`camp.reward_model.train_reward_model`), the same two ways;
 * the PPO loop (`camp.ppo.train_ppo`) on emotion guessing with synthetic features, in float32 (a linear head
   has no mixed-precision option);
 * token-level PPO (`camp.rlhf.train_rlhf`), with float32 weights and with bfloat16 weights plus bf16 autocast.
@@ -115,6 +117,33 @@ def classifier(device: torch.device, precision: str, folder: Path) -> dict:
             "resume gap": _gap(straight, resumed), "steps": len(history) * cfg.eval_every}
 
 
+def reward_model(device: torch.device, precision: str, folder: Path) -> dict:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from camp.data import PreferencePair
+    from camp.reward_model import RewardConfig, RewardModel, train_reward_model
+
+    tok = tokenizer()
+
+    def rm():
+        torch.manual_seed(0)
+        return RewardModel(BertForSequenceClassification(BertConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=64, num_labels=1)), tok)
+
+    pairs = [PreferencePair(f"p{i}", "sadness", TEXTS[i], TEXTS[i + 1], TEXTS[i + 2], "k", "train")
+             for i in range(0, 90, 2)]
+    cfg = RewardConfig(max_steps=6, eval_every=2, batch_size=8, lr=1e-3, eval_train_pairs=8,
+                       checkpoint_dir=str(folder), checkpoint_every=1, checkpoint_minutes=0,
+                       mixed_precision=precision, patience=None, progress=False)
+    straight, history = train_reward_model(rm(), pairs[:32], pairs[32:], cfg)
+    cut = RewardConfig(**{**cfg.__dict__, "checkpoint_dir": str(folder / "cut")})
+    _interrupted(lambda callback: train_reward_model(rm(), pairs[:32], pairs[32:], cut, callback=callback), 4)
+    resumed, _ = train_reward_model(rm(), pairs[:32], pairs[32:], cut, resume=True)
+    return {"on device": _on(straight.model, device), "finite": _finite(history),
+            "resume gap": _gap(straight.model, resumed.model), "steps": len(history) * cfg.eval_every}
+
+
 def ppo_loop(device: torch.device, precision: str, folder: Path) -> dict:
     from camp import ppo, rl_envs
 
@@ -170,8 +199,8 @@ def token_ppo(device: torch.device, precision: str, folder: Path) -> dict:
             "steps": len(history)}
 
 
-CHECKS = (("classifier loop", classifier, ("no", "bf16")), ("PPO loop", ppo_loop, ("no",)),
-          ("token-level PPO", token_ppo, ("no", "bf16")))
+CHECKS = (("classifier loop", classifier, ("no", "bf16")), ("reward model", reward_model, ("no", "bf16")),
+          ("PPO loop", ppo_loop, ("no",)), ("token-level PPO", token_ppo, ("no", "bf16")))
 # A resumed run repeats the same arithmetic; on a GPU some kernels are not bit-exact, so allow a little.
 TOLERANCE = {"no": 1e-4, "bf16": 5e-2}
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from camp import checkpoint as ckpt
 from camp.data import PreferencePair, says
 from camp.preferences import agreement, bradley_terry_loss
-from camp.train import _agreed, _optimisation, _resume, _save
+from camp.train import _checkpoint_then_stop, _optimisation, _resume
 from camp.utils import CampError, ConfigError, fresh_accelerator, get_device, mixed_precision, set_seed
 
 
@@ -288,12 +288,10 @@ def train_reward_model(rm: RewardModel, train: Sequence[PreferencePair], validat
             bar.set_postfix(val_acc=f"{val_acc:.3f}")
             if callback:
                 callback(state.step, record)
-        # 5. checkpoint atomically (main process only), when enough steps and time have passed
-        if path and _agreed(cadence.due(state.step), accelerator):
-            best_written = _save(path, accelerator, model, optimizer, scheduler, cfg, state, best, best_written)
-            cadence.saved(state.step)
-        # 6. stop at the last step, or early when validation accuracy has stopped improving
-        if state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience):
+        # 5. checkpoint when due; 6. stop at the last step, or early when validation accuracy has stopped improving
+        best_written, stop = _checkpoint_then_stop(path, accelerator, model, optimizer, scheduler, cfg, state, best,
+                                                   best_written, cadence, total)
+        if stop:
             break
     bar.close()
     final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)

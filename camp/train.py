@@ -274,6 +274,19 @@ def _evaluate(model, tokenizer, data: DatasetDict, cfg: TrainConfig, state: _Sta
     return record, None
 
 
+def _checkpoint_then_stop(path: Path | None, accelerator: Accelerator, model, optimizer, scheduler, cfg, state,
+                          best_weights: dict | None, best_written: int, cadence: ckpt.Cadence, total: int
+                          ) -> tuple[int, bool]:
+    """Steps 5 and 6 of camp's training loops (the classifier's here, the reward model's in camp.reward_model):
+    checkpoint atomically (main process only) once enough steps and time have passed, then say whether to stop:
+    at the last step, or after `cfg.patience` evaluations without improvement. Returns (the step of the best
+    weights on disk, stop)."""
+    if path and _agreed(cadence.due(state.step), accelerator):
+        best_written = _save(path, accelerator, model, optimizer, scheduler, cfg, state, best_weights, best_written)
+        cadence.saved(state.step)
+    return best_written, state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience)
+
+
 def _agreed(flag: bool, accelerator: Accelerator) -> bool:
     """True on every process if it is True on any: each process keeps its own clock, and one that went on to
     `wait_for_everyone` alone would hang the run."""
@@ -329,12 +342,10 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
             bar.set_postfix(f1=f"{record['eval/macro_f1']:.3f}")
             if callback:
                 callback(state.step, record)
-        # 5. checkpoint atomically (main process only), when enough steps and time have passed
-        if path and _agreed(cadence.due(state.step), accelerator):
-            best_written = _save(path, accelerator, model, optimizer, scheduler, cfg, state, best_weights, best_written)
-            cadence.saved(state.step)
-        # 6. stop at the last step, or early when macro-F1 has stopped improving
-        if state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience):
+        # 5. checkpoint when due; 6. stop at the last step, or early when macro-F1 has stopped improving
+        best_written, stop = _checkpoint_then_stop(path, accelerator, model, optimizer, scheduler, cfg, state,
+                                                   best_weights, best_written, cadence, total)
+        if stop:
             break
     bar.close()
     final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # predicts in its own dtype afterwards

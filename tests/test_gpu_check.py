@@ -39,7 +39,7 @@ def test_gpu_check_passes_on_a_bare_machine_cpu_standing_in(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [(r["check"], r["precision"]) for r in rows] == [
-        ("classifier loop", "fp32"), ("classifier loop", "bf16"), ("PPO loop", "fp32"),
-        ("token-level PPO", "fp32"), ("token-level PPO", "bf16")]
+        ("classifier loop", "fp32"), ("classifier loop", "bf16"), ("reward model", "fp32"),
+        ("reward model", "bf16"), ("PPO loop", "fp32"), ("token-level PPO", "fp32"), ("token-level PPO", "bf16")]
     assert all(r["ok"] and r["on device"] and r["finite"] for r in rows), rows
     assert all(r["resume gap"] == 0.0 for r in rows if r["precision"] == "fp32"), rows  # a CPU is bit-exact

@@ -20,36 +20,40 @@ def pairs():
 
 
 def _cfg(**kw) -> RewardConfig:
-    return RewardConfig.quick(**{"max_steps": 12, "eval_every": 4, "eval_train_pairs": 16, "progress": False, **kw})
+    # Batches of 4 pairs and tiny evaluations: these tests check the loop's mechanics, not what it learns.
+    return RewardConfig.quick(**{"max_steps": 6, "eval_every": 2, "batch_size": 4, "eval_train_pairs": 4,
+                                 "progress": False, **kw})
 
 
 def test_training_moves_the_weights_and_lowers_the_training_loss(pairs):
     rm = RewardModel.from_encoder(seed=0)
     before = {k: v.clone() for k, v in rm.model.named_parameters()}
-    trained, history = train_reward_model(rm, pairs["train"], pairs["validation"][:16], _cfg(max_steps=24))
+    easy = [p for p in pairs["train"] if p.kind == "cold"][:8]  # 8 pairs, seen again and again: must be fitted
+    trained, history = train_reward_model(rm, easy, pairs["validation"][:4], _cfg(max_steps=12, eval_every=6,
+                                                                                   batch_size=8, lr=2e-4))
     changed = [k for k, v in trained.model.named_parameters() if not torch.equal(v, before[k])]
     assert "classifier.weight" in changed and any("encoder" in k for k in changed)
     losses = [h["loss/train"] for h in history]
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # 24 steps at 1e-4 already fit part of the data
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.05  # the loss falls on pairs it keeps seeing
     assert {"train/accuracy", "eval/accuracy", "eval/loss", "time/pairs_per_s"} <= set(history[-1])
 
 
 def test_resume_continues_exactly(pairs, tmp_path):
-    val = pairs["validation"][:16]
+    val = pairs["validation"][:4]
     whole, h_whole = train_reward_model(RewardModel.from_encoder(seed=0), pairs["train"], val,
-                                        _cfg(checkpoint_dir=str(tmp_path / "a"), checkpoint_every=4,
+                                        _cfg(checkpoint_dir=str(tmp_path / "a"), checkpoint_every=2,
                                              checkpoint_minutes=0))
 
     class Stop(Exception):
         pass
 
-    def stop_at_8(step, record):
-        if step == 8:
+    def stop_at_4(step, record):
+        if step == 4:
             raise Stop
 
-    cfg = _cfg(checkpoint_dir=str(tmp_path / "b"), checkpoint_every=4, checkpoint_minutes=0)
+    cfg = _cfg(checkpoint_dir=str(tmp_path / "b"), checkpoint_every=2, checkpoint_minutes=0)
     with pytest.raises(Stop):
-        train_reward_model(RewardModel.from_encoder(seed=0), pairs["train"], val, cfg, callback=stop_at_8)
+        train_reward_model(RewardModel.from_encoder(seed=0), pairs["train"], val, cfg, callback=stop_at_4)
     resumed, h_resumed = train_reward_model(RewardModel.from_encoder(seed=5), pairs["train"], val, cfg, resume=True)
     assert [h["eval/loss"] for h in h_resumed] == pytest.approx([h["eval/loss"] for h in h_whole], abs=1e-6)
     probe = ["I'm here.", "Whatever.", "Congratulations!"]
@@ -90,8 +94,8 @@ def test_scorer_shape_and_inputs_follow_the_model(pairs):
 
 def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "6", "--eval-every", "3",
-                     "--no-progress", "--report", str(tmp_path / "bench.json")])
+    code = cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "4", "--eval-every", "2",
+                     "--batch-size", "4", "--no-progress", "--report", str(tmp_path / "bench.json")])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report == json.loads((tmp_path / "bench.json").read_text())
@@ -105,8 +109,8 @@ def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
                                       [len(p.rejected) for p in data.load_preferences("test")]))
     assert RewardModel.load(out / "model").model.config.num_labels == 1
     # resuming a finished run trains no further and reports again
-    assert cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "6", "--eval-every", "3",
-                     "--no-progress", "--resume"]) == 0
+    assert cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "4", "--eval-every", "2",
+                     "--batch-size", "4", "--no-progress", "--resume"]) == 0
 
 
 def test_cli_resume_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
