@@ -1,6 +1,6 @@
 """Interactive widgets for lessons 03, 04 and 07: a chat playground, reward-weight sliders and a preference rater.
 
-Both work headless (their callbacks can be driven from code, as the tests do), so they are tested without a
+All three work headless (their callbacks can be driven from code, as the tests do), so they are tested without a
 browser; `python -m pytest tests/test_widgets.py` shows how.
 """
 
