@@ -37,7 +37,15 @@ from camp import checkpoint as ckpt
 from camp.data import PreferencePair, says
 from camp.preferences import agreement, bradley_terry_loss
 from camp.train import _checkpoint_then_stop, _optimisation, _resume
-from camp.utils import CampError, ConfigError, fresh_accelerator, get_device, mixed_precision, set_seed
+from camp.utils import (
+    CampError,
+    ConfigError,
+    check_config,
+    fresh_accelerator,
+    get_device,
+    mixed_precision,
+    set_seed,
+)
 
 
 class RewardModelError(CampError, ValueError):
@@ -76,9 +84,7 @@ class RewardConfig:
                   "eval_train_pairs": self.eval_train_pairs >= 0, "checkpoint_every": self.checkpoint_every >= 1,
                   "checkpoint_minutes": self.checkpoint_minutes >= 0, "class_weighted": not self.class_weighted,
                   "mixed_precision": self.mixed_precision in ("auto", "no", "bf16", "fp16")}
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid RewardConfig values: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+        check_config(self, checks)
 
     @classmethod
     def quick(cls, **overrides) -> RewardConfig:

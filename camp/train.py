@@ -36,8 +36,8 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 from camp import checkpoint as ckpt
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
 from camp.utils import (
-    ConfigError,
     atomic_write_bytes,
+    check_config,
     fresh_accelerator,
     get_device,
     mixed_precision,
@@ -80,9 +80,7 @@ class TrainConfig:
                   "eval_every": self.eval_every >= 1, "group_window": self.group_window >= 1,
                   "checkpoint_every": self.checkpoint_every >= 1, "checkpoint_minutes": self.checkpoint_minutes >= 0,
                   "mixed_precision": self.mixed_precision in ("auto", "no", "bf16", "fp16")}
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid TrainConfig values: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+        check_config(self, checks)
 
     @classmethod
     def quick(cls, **overrides) -> TrainConfig:

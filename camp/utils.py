@@ -31,6 +31,15 @@ class ConfigError(CampError, ValueError):
     """A config or argument value that cannot work; the message names it and the range that would."""
 
 
+def check_config(config, checks: dict[str, bool]) -> None:
+    """Raise ConfigError naming every field of `config` whose check in `checks` (field -> ok) failed, with its
+    value: one place for the message every config's `__post_init__` gives."""
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        values = ", ".join(f"{b}={getattr(config, b)!r}" for b in bad)
+        raise ConfigError(f"invalid {type(config).__name__} values: {values}")
+
+
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 
 
