@@ -17,13 +17,16 @@
 * `widgets` (03, 04, 07): the chat playground, reward sliders and the preference rater;
 * `rewards` (04): reward terms and `RewardSpec`;
 * `judge` (04, 06): an independent judge of replies, and its check;
-* `rl` (05, 06): the pure pieces of policy gradients and of the KL penalty;
+* `rl` (05, 06, 07): the pure pieces of policy gradients and of the KL penalty;
 * `rl_envs` (05): batched emotion-inference environments;
 * `ppo` (05): PPO and REINFORCE loops for discrete actions;
-* `lm` (06): the language-model policy (LoRA + value head), generation and log-probs;
-* `rlhf` (06): token-level PPO with a KL penalty, and held-out evaluation;
+* `lm` (06): the language-model policy (LoRA + value head), generation that ends replies at a sentence's end,
+  and log-probs;
+* `rlhf` (06, 07): token-level PPO with a KL penalty, its critic-free kin RLOO and GRPO, and held-out
+  evaluation (best-of-n too);
 * `preferences` (07): the Bradley-Terry loss, agreement with people's choices, strengths, the ratings file;
 * `reward_model` (07): a reward model learned from preferences (a scorer) and its training loop;
+* `dpo` (07): direct preference optimisation, on the human pairs or on the policy's own samples;
 * `safety` (08): crisis and dismissal detectors, the safety filter;
 * `audit` (08): the bias probe and the blinded rubric;
 * `export` (08): merged, quantised export and its comparison.

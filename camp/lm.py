@@ -46,6 +46,59 @@ def eos_mask(tokens: torch.Tensor, eos_ids: torch.Tensor | Sequence[int]) -> tor
     return ((is_eos.cumsum(-1) - is_eos) == 0).long()  # earlier EOS count is 0: not yet past the first EOS
 
 
+SENTENCE_END = ".!?\u2026"  # a token whose text ends with one of these (closing quotes aside) ends a sentence
+CLOSERS = "\"'\u201d\u2019)]*"
+
+
+def sentence_end_table(tokenizer) -> torch.Tensor:
+    """(V,) bools: 1 where a token ends a sentence. Such a token's text, stripped of spaces and closing quotes or
+    brackets, ends with . ! ? or an ellipsis, or it holds a line break (a new paragraph starts something else).
+
+    A token of the form "3." in "3.5" counts too: rare in a reply, and the cap in `generate` is the safety net.
+    """
+    table = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for i in range(len(tokenizer)):
+        text = tokenizer.decode([i])
+        body = text.rstrip().rstrip(CLOSERS)
+        table[i] = bool(body) and body[-1] in SENTENCE_END or "\n" in text
+    return table
+
+
+def sentence_mask(tokens: torch.Tensor, ends: torch.Tensor, sentences: int) -> torch.Tensor:
+    """1 on every token up to and including the one that ends the `sentences`-th sentence, 0 after; (B, R).
+
+    `ends` is `sentence_end_table(tokenizer)`. A run of ending tokens ("!!", ". \\n") ends one sentence, at its
+    first token. `sentences=0` keeps every token.
+
+    >>> ends = torch.tensor([False, False, True, True])  # tokens 2 and 3 end sentences, 0 and 1 are words
+    >>> sentence_mask(torch.tensor([[0, 2, 3, 1, 2, 1], [0, 1, 0, 1, 0, 1]]), ends, 1).tolist()
+    [[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
+    >>> sentence_mask(torch.tensor([[0, 2, 3, 1, 2, 1]]), ends, 2).tolist()
+    [[1, 1, 1, 1, 1, 0]]
+    """
+    if sentences <= 0:
+        return torch.ones_like(tokens)
+    is_end = ends.to(tokens.device)[tokens].long()  # (B, R)
+    after_end = torch.cat([torch.zeros_like(is_end[:, :1]), is_end[:, :-1]], dim=1)
+    new_end = is_end * (1 - after_end)  # the first token of each run of ends
+    finished_before = new_end.cumsum(-1) - new_end  # sentences ended before this token
+    return (finished_before < sentences).long()
+
+
+class SentenceStop:
+    """A transformers stopping criterion: a row stops once its reply has ended `sentences` sentences (the rule
+    of `sentence_mask`), so a batch stops generating as soon as every reply in it is complete."""
+
+    def __init__(self, ends: torch.Tensor, prompt_length: int, sentences: int):
+        self.ends, self.start, self.sentences = ends, prompt_length, sentences
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
+        reply = input_ids[:, self.start:]
+        is_end = self.ends.to(reply.device)[reply].long()
+        after_end = torch.cat([torch.zeros_like(is_end[:, :1]), is_end[:, :-1]], dim=1)
+        return (is_end * (1 - after_end)).sum(-1) >= self.sentences
+
+
 def response_logprobs(model: nn.Module, batch: dict,
                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probs (B, R) of the response tokens, in float32, the values (B, R) of the states before them and the
@@ -141,23 +194,42 @@ class PolicyWithValue(nn.Module):
         with self.peft.disable_adapter():
             yield
 
+    @property
+    def sentence_ends(self) -> torch.Tensor:
+        """`sentence_end_table` of this policy's tokenizer, built once (a second or so)."""
+        if getattr(self, "_sentence_ends", None) is None:
+            self._sentence_ends = sentence_end_table(self.tokenizer)
+        return self._sentence_ends
+
     @torch.no_grad()
-    def generate(self, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, do_sample: bool = True, min_new_tokens: int = 0) -> dict:
+    def generate(self, prompts: list[str], max_new_tokens: int = 40, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, do_sample: bool = True, min_new_tokens: int = 0, sentences: int = 2) -> dict:
         """Batched replies to `prompts` (strings, e.g. from `chat_prompts`), with the KV cache.
 
+        A reply ends at the end of its first `sentences` sentences (`sentence_mask`), at the end-of-turn token, or
+        after `max_new_tokens`, whichever comes first: the cap is only a safety net, so nobody reads a reply cut
+        mid-word. `sentences=0` ends replies at the end-of-turn token or the cap only.
+
         Returns a dict of tensors on the model's device: `query_ids`, `query_mask` (B, Q) left-padded prompts;
-        `response_ids` (B, R) right-padded with the pad token after the first EOS; `response_mask` (B, R), 1 on
-        the real reply tokens up to and including the first EOS; and `texts`, the decoded replies (stripped).
+        `response_ids` (B, R) right-padded with the pad token after the reply's end; `response_mask` (B, R), 1 on
+        the reply's own tokens (an end-of-turn token the model chose included); and `texts`, the decoded replies
+        (stripped).
         """
+        from transformers import StoppingCriteriaList
+
         enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         query_ids, query_mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
+        stop = StoppingCriteriaList([SentenceStop(self.sentence_ends, query_ids.shape[1], sentences)]) \
+            if sentences > 0 else None
         out = self.peft.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
-                                 min_new_tokens=min_new_tokens, do_sample=do_sample, use_cache=True, pad_token_id=self.tokenizer.pad_token_id,
-                                 eos_token_id=self.eos_ids.tolist(), **sampling)
+                                 min_new_tokens=min_new_tokens, do_sample=do_sample, use_cache=True,
+                                 pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids.tolist(),
+                                 stopping_criteria=stop, **sampling)
         response = out[:, query_ids.shape[1]:]  # (B, R)
         response_mask = eos_mask(response, self.eos_ids)
+        if sentences > 0:
+            response_mask = response_mask * sentence_mask(response, self.sentence_ends, sentences)
         response_ids = response.masked_fill(response_mask == 0, self.tokenizer.pad_token_id)
         texts = [self.tokenizer.decode(ids[m.bool()], skip_special_tokens=True).strip()
                  for ids, m in zip(response_ids, response_mask, strict=True)]

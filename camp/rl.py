@@ -3,7 +3,8 @@
 Small functions over batch-first tensors, shape (B, T) for B episodes of up to T steps (T = 1 for a one-shot
 guess; T = reply tokens in lesson 06), with a `mask` that is 1 on real steps and 0 on padding:
 
-* advantages: `masked_mean`, `masked_var`, `whiten`, `discounted_returns`, `compute_gae`, `leave_one_out`;
+* advantages: `masked_mean`, `masked_var`, `whiten`, `discounted_returns`, `compute_gae`, `leave_one_out`,
+  `group_normalise`;
 * losses: `reinforce_loss`, `ppo_clip_loss`, `value_loss`, `entropy`;
 * the KL penalty of RLHF: `kl_penalty`, `penalised_rewards`, `FixedKLController`, `AdaptiveKLController`, and
   `RunningStd` for scaling scores.
@@ -270,3 +271,18 @@ def leave_one_out(scores: torch.Tensor, k: int) -> torch.Tensor:
     groups = scores.view(-1, k)
     others = (groups.sum(1, keepdim=True) - groups) / (k - 1)
     return (groups - others).view(-1)
+
+
+def group_normalise(scores: torch.Tensor, k: int, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO's advantage (Shao et al. 2024): each score minus its group's mean, over the group's std (groups of k).
+
+    Leave-one-out is the same centring scaled by k / (k - 1); GRPO also divides by the group's spread, so a
+    person whose replies all score alike moves the policy as much as one whose replies differ a lot (and a
+    group of equal scores gives zeros, not a division by zero).
+
+    >>> [round(a, 4) for a in group_normalise(torch.tensor([1.0, 3.0, 10.0, 10.0]), 2).tolist()]  # std sqrt(2)
+    [-0.7071, 0.7071, 0.0, 0.0]
+    """
+    groups = scores.view(-1, k)
+    centred = groups - groups.mean(1, keepdim=True)
+    return (centred / (groups.std(1, keepdim=True) + eps)).view(-1)

@@ -5,7 +5,8 @@ scorer (`camp.roles.Scorer`, by default the empathy environment's `camp.env.Repl
 every token pays a KL penalty for drifting from the reference model (the same base with the adapters switched
 off), so the policy improves its replies without forgetting how to write. Token-level PPO then uses
 `camp.rl`'s pieces: a leave-one-out baseline, GAE over tokens, whitened advantages, the clipped surrogate and a
-clipped value loss.
+clipped value loss. `RLHFConfig(algorithm="rloo")` or `"grpo"` drops the critic (lesson 07): the other replies to
+the same person are the baseline. The three share rollout, scoring, KL penalty, update and checkpoints.
 
 Logged metrics (one dict per step in `history`):
 
@@ -16,7 +17,7 @@ Logged metrics (one dict per step in `history`):
 | `reward/total` | the score PPO sees (leave-one-out baseline, scaled by the scores' running std) minus the KL penalty |
 | `objective/kl`, `objective/kl_k3` | KL(policy, reference) per reply in nats: the estimator in use (k1 or k3), and k3 for reference |
 | `objective/beta` | the KL coefficient now (moves when the adaptive controller is on) |
-| `loss/policy`, `loss/value` | PPO's clipped surrogate and the value loss |
+| `loss/policy`, `loss/value` | the clipped surrogate and the value loss (PPO only) |
 | `policy/clipfrac`, `policy/approx_kl`, `policy/entropy` | share of clipped tokens; KL between the rollout and updated policy; mean token entropy |
 | `response/length` | mean reply length in tokens |
 | `time/step_s` | seconds per step, rollout and update together |
@@ -43,6 +44,7 @@ from camp.rl import (
     RunningStd,
     compute_gae,
     entropy,
+    group_normalise,
     kl_penalty,
     leave_one_out,
     penalised_rewards,
@@ -58,6 +60,7 @@ from camp.utils import ConfigError, fresh_accelerator, get_device, mixed_precisi
 class RLHFConfig:
     """Hyper-parameters of `train_rlhf`; saved inside every checkpoint."""
 
+    algorithm: str = "ppo"  # "ppo" (value head, GAE), "rloo" or "grpo" (no critic: k replies per person are the baseline)
     steps: int = 20  # lesson 06's full mode: 20 steps x 24 replies fit its 30-minute CPU budget with two seeds
     batch_size: int = 24  # replies per rollout (per process): 6 people x replies_per_person
     replies_per_person: int = 4  # several replies to one person give the leave-one-out baseline something to compare
@@ -65,7 +68,8 @@ class RLHFConfig:
     scale_scores: bool = True  # dividing by the scores' running std makes beta mean the same whatever the scorer's scale
     n_minibatches: int = 2  # two gradient steps per epoch: more reuse per rollout without single-reply batches
     ppo_epochs: int = 2  # a third pass mostly hits the clip: the ratio has drifted by then
-    max_new_tokens: int = 20  # a sentence or two; each extra token costs rollout time on a CPU
+    sentences: int = 2  # a reply ends after its first two sentences (camp.lm.sentence_mask): nobody reads fragments
+    max_new_tokens: int = 40  # only a safety net: two sentences take ~26 tokens on average, a few run past 40
     temperature: float = 0.7  # varied enough to explore, tame enough to stay fluent; log-probs use the same T
     lr: float = 1e-3  # LoRA's few, freshly initialised weights tolerate far higher rates than full tuning (~1e-5)
     clip_range: float = 0.2  # the PPO paper's epsilon
@@ -95,6 +99,13 @@ class RLHFConfig:
                             f"{self.replies_per_person}")
         elif self.loo_baseline and self.replies_per_person < 2:
             problems.append("loo_baseline=True needs replies_per_person >= 2 (or set loo_baseline=False)")
+        if self.algorithm not in ALGORITHMS:
+            problems.append(f"algorithm={self.algorithm!r} must be one of {', '.join(ALGORITHMS)}")
+        elif self.algorithm != "ppo" and self.replies_per_person < 2:
+            problems.append(f"algorithm={self.algorithm!r} needs replies_per_person >= 2: the other replies to a "
+                            "person are its baseline")
+        if self.sentences < 0:
+            problems.append(f"sentences={self.sentences} must be 0 (no cut) or more")
         if self.kl_estimator not in ("k1", "k3"):
             problems.append(f"kl_estimator={self.kl_estimator!r} must be 'k1' or 'k3'")
         if not self.clip_range > 0 or (self.clip_range_vf is not None and not self.clip_range_vf > 0):
@@ -115,6 +126,9 @@ class RLHFConfig:
         """A preset for CPUs and CI: 4 steps of 8 replies (2 people x 4), a minute or two on a CPU."""
         return cls(**{"steps": 4, "batch_size": 8, "checkpoint_every": 2, **overrides})
 
+
+
+ALGORITHMS = ("ppo", "rloo", "grpo")
 
 
 def require_one_process(processes: int) -> None:
@@ -159,8 +173,9 @@ class _Run:
                                         cpu=get_device("auto").type == "cpu")
         optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
         model, optimizer = accelerator.prepare(policy, optimizer)
-        kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl \
-            else FixedKLController(cfg.kl_coef)
+        # camp.dpo's loop shares this run; its KL is held by beta in the loss, so it has no controller to adapt
+        kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if getattr(cfg, "adaptive_kl", 0) \
+            else FixedKLController(getattr(cfg, "kl_coef", 0.0))
         require_one_process(accelerator.num_processes)
         run = cls(accelerator, model, accelerator.unwrap_model(model), optimizer, kl_ctl,
                   np.random.default_rng([cfg.seed, accelerator.process_index]), ckpt.path_in(cfg.checkpoint_dir, resume))
@@ -190,7 +205,7 @@ def _rollout(run: _Run, tokenizer, situations: Sequence, cfg: RLHFConfig) -> tup
     drawn = run.rng.choice(len(situations), cfg.batch_size // k, replace=False)
     people = [situations[i] for i in drawn for _ in range(k)]
     batch = run.core.generate(chat_prompts(tokenizer, [p.opening for p in people]),
-                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, sentences=cfg.sentences)
     return people, batch
 
 
@@ -225,13 +240,27 @@ def _kl(run: _Run, batch: dict, mask: torch.Tensor, cfg: RLHFConfig, step: int) 
 
 def _advantages(run: _Run, scores: torch.Tensor, kl: torch.Tensor, old_values: torch.Tensor, mask: torch.Tensor,
                 cfg: RLHFConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Leave-one-out, scaled scores on each reply's last token, minus beta * KL on every token; then GAE over
-    the reply's tokens, whitened. Returns (advantages, returns, per-token rewards)."""
-    shaped = leave_one_out(scores, cfg.replies_per_person) if cfg.loo_baseline else scores
+    """Per-token advantages (B, R), returns (B, R) for the value head, and the per-token rewards (B, R).
+
+    Every algorithm pays the same KL penalty: the score (scaled by its running std) on a reply's last token,
+    minus beta * KL on every token (`penalised_rewards`).
+    * ppo: the score with a leave-one-out baseline, then GAE over the reply's tokens with the value head, whitened.
+    * rloo: each reply's total reward (score - beta * KL) minus the mean of the other k - 1 replies to the same
+      person, the same on every token of the reply (Ahmadian et al. 2024). No critic.
+    * grpo: the same total reward normalised within the person's k replies (`camp.rl.group_normalise`; Shao et
+      al. 2024 put the KL in the loss instead; here it stays in the reward so the three share one penalty).
+    """
+    ppo = cfg.algorithm == "ppo"
+    shaped = leave_one_out(scores, cfg.replies_per_person) if ppo and cfg.loo_baseline else scores
     if cfg.scale_scores:
-        run.score_stats.update(shaped)
+        run.score_stats.update(shaped if ppo else leave_one_out(scores, cfg.replies_per_person))
         shaped = shaped / max(run.score_stats.std, 1e-3)
     rewards = penalised_rewards(shaped, kl, mask, run.kl_ctl.value)  # (B, R)
+    if not ppo:
+        total = (rewards * mask).sum(1)  # (B,): score - beta * KL of the whole reply
+        baseline = leave_one_out if cfg.algorithm == "rloo" else group_normalise
+        advantages = baseline(total, cfg.replies_per_person)[:, None].expand_as(mask) * mask
+        return advantages, torch.zeros_like(mask), rewards
     last = (mask.sum(1).long() - 1).clamp(min=0)
     dones = torch.zeros_like(mask)
     dones[torch.arange(len(last)), last] = 1.0
@@ -252,7 +281,9 @@ def _update(run: _Run, batch: dict, mask: torch.Tensor, old: dict, cfg: RLHFConf
                 logprobs, values, logits = response_logprobs(run.model, mini, cfg.temperature)
             pg_loss, pg_stats = ppo_clip_loss(logprobs, old["logprobs"][idx], old["advantages"][idx],
                                               cfg.clip_range, m)
-            v_loss = value_loss(values, old["returns"][idx], old["values"][idx], cfg.clip_range_vf, m)
+            critic = cfg.algorithm == "ppo"  # rloo and grpo leave the value head alone
+            v_loss = value_loss(values, old["returns"][idx], old["values"][idx], cfg.clip_range_vf, m) if critic \
+                else torch.zeros((), device=pg_loss.device)
             loss = pg_loss + cfg.vf_coef * v_loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower lr or check the scores "
@@ -263,10 +294,11 @@ def _update(run: _Run, batch: dict, mask: torch.Tensor, old: dict, cfg: RLHFConf
             run.optimizer.step()
             with torch.no_grad():
                 ent = entropy(logits, m).item()
-            for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item()),
+            for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item() if critic else None),
                                ("policy/clipfrac", pg_stats["clipfrac"]),
                                ("policy/approx_kl", pg_stats["approx_kl"]), ("policy/entropy", ent)):
-                stats.setdefault(key, []).append(value)
+                if value is not None:
+                    stats.setdefault(key, []).append(value)
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
@@ -321,48 +353,80 @@ def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConf
 # ---------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_fn: Callable | None = None,
-                     seed: int = 0, max_new_tokens: int = 20, batch_size: int = 48, reference: bool = False,
-                     temperature: float = 0.7, samples_per_person: int = 1) -> dict:
+                     seed: int = 0, max_new_tokens: int = 40, batch_size: int = 48, reference: bool = False,
+                     temperature: float = 0.7, samples_per_person: int = 1, sentences: int = 2,
+                     scorers: dict[str, Callable] | None = None, best_of: int = 1,
+                     best_by: Callable | None = None) -> dict:
     """Reply to each held-out person `samples_per_person` times (sampled at `temperature`, seeded) and measure.
 
     Returns `replies` (person by person, each person's samples together) and: `reward` (the environment's
     score, mean and std), `judge` (the course's independent judge, `camp.judge.score`: nade's attunement to the
     person's feeling, which the policy never trains against), `judge_warmth` (nade trust + joy, a second
     reading that prefers cheer to sympathy; see `judge.check`), `distinct_2` (across all replies),
-    `perplexity` of the replies under the reference model, `length` in tokens, and the per-reply `scores` and
-    `judge_scores` for paired comparisons (`compare`). `reference=True` measures the reference model itself.
+    `perplexity` of the replies under the reference model (at temperature 1), `kl` (the replies' mean
+    log pi - log pi_ref at the sampling temperature: a Monte Carlo estimate of KL(policy || reference) per reply),
+    `length` in tokens, and the per-reply `scores` and `judge_scores` for paired comparisons (`compare`).
+    `reference=True` measures the reference model itself. Each extra scorer in `scorers` (name -> Scorer, e.g. a
+    `camp.reward_model.RewardModel`) adds `<name>` (mean) and `<name>_scores`.
+
+    `best_of=n` with `best_by` (a Scorer) is best-of-n sampling: n replies to each person, the one `best_by`
+    scores highest is kept. Its `kl` is then the analytic bound log n - (n - 1) / n (Beirami et al. 2024), since
+    the best-of-n policy has no log-probs of its own.
     """
     from contextlib import nullcontext
 
     from camp import judge, rewards
     from camp.lm import chat_prompts, response_logprobs
 
-    if samples_per_person < 1:
-        raise ValueError(f"samples_per_person must be at least 1, got {samples_per_person}")
+    if samples_per_person < 1 or best_of < 1:
+        raise ValueError(f"samples_per_person and best_of must be at least 1, got {samples_per_person}, {best_of}")
+    if best_of > 1 and best_by is None:
+        raise ValueError("best_of > 1 needs best_by, the scorer that picks the best reply (e.g. a RewardModel)")
     score_fn = score_fn or ReplyScorer()
+    scorers = scorers or {}
     people_all = [p for p in situations for _ in range(samples_per_person)]
     set_seed(seed)
-    replies, scores, ref_lp, tokens = [], [], 0.0, 0.0
-    for start in range(0, len(people_all), batch_size):
-        people = people_all[start:start + batch_size]
+    replies, scores, extra, ref_lp, kl, tokens = [], [], {name: [] for name in scorers}, 0.0, 0.0, 0.0
+    for start in range(0, len(people_all), max(batch_size // best_of, 1)):
+        people = people_all[start:start + max(batch_size // best_of, 1)]
         with policy.reference() if reference else nullcontext():
-            batch = policy.generate(chat_prompts(tokenizer, [p.opening for p in people]),
-                                    max_new_tokens=max_new_tokens, temperature=temperature)
-        with policy.reference():
-            lp, _, _ = response_logprobs(policy, batch)
+            batch = policy.generate(chat_prompts(tokenizer, [p.opening for p in people for _ in range(best_of)]),
+                                    max_new_tokens=max_new_tokens, temperature=temperature, sentences=sentences)
+        if best_of > 1:
+            candidates = np.asarray(best_by(batch["texts"], [p for p in people for _ in range(best_of)]), dtype=float)
+            keep = torch.as_tensor(candidates.reshape(-1, best_of).argmax(1) + np.arange(len(people)) * best_of)
+            batch = {k: v[keep.to(v.device)] if torch.is_tensor(v) else [v[i] for i in keep.tolist()]
+                     for k, v in batch.items()}
         mask = batch["response_mask"].float()
-        ref_lp += (lp * mask).sum().item()
+        with policy.reference():
+            _, _, ref_logits = response_logprobs(policy, batch)
+        ref_lp += (_token_logprobs(ref_logits, batch, 1.0) * mask).sum().item()
+        if not reference and best_of == 1:
+            _, _, logits = response_logprobs(policy, batch)
+            kl += ((_token_logprobs(logits, batch, temperature) - _token_logprobs(ref_logits, batch, temperature))
+                   * mask).sum().item()
         tokens += mask.sum().item()
         replies += batch["texts"]
         scores += list(score_fn(batch["texts"], people))
+        for name, scorer in scorers.items():
+            extra[name] += list(np.asarray(scorer(batch["texts"], people), dtype=float))
     scores = np.asarray(scores, dtype=float)
     shown = [r or "..." for r in replies]
     judged = judge.score(shown, people_all)
-    return {"replies": replies, "reward": float(scores.mean()), "reward_std": float(scores.std()),
-            "judge": float(judged.mean()), "judge_warmth": float(judge.warmth(shown).mean()),
-            "distinct_2": rewards.corpus_distinct_n(replies, 2), "perplexity": math.exp(-ref_lp / max(tokens, 1)),
-            "length": tokens / max(len(replies), 1), "samples_per_person": samples_per_person,
-            "scores": scores.tolist(), "judge_scores": judged.tolist()}
+    out = {"replies": replies, "reward": float(scores.mean()), "reward_std": float(scores.std()),
+           "judge": float(judged.mean()), "judge_warmth": float(judge.warmth(shown).mean()),
+           "distinct_2": rewards.corpus_distinct_n(replies, 2), "perplexity": math.exp(-ref_lp / max(tokens, 1)),
+           "kl": math.log(best_of) - (best_of - 1) / best_of if best_of > 1 else kl / max(len(replies), 1),
+           "length": tokens / max(len(replies), 1), "samples_per_person": samples_per_person,
+           "scores": scores.tolist(), "judge_scores": judged.tolist()}
+    for name, values in extra.items():
+        out[name], out[f"{name}_scores"] = float(np.mean(values)), [float(v) for v in values]
+    return out
+
+
+def _token_logprobs(logits: torch.Tensor, batch: dict, temperature: float) -> torch.Tensor:
+    """Log-probs (B, R) of the reply tokens under logits (B, R, V) from `response_logprobs` at temperature 1."""
+    return torch.log_softmax(logits.float() / temperature, -1).gather(-1, batch["response_ids"][..., None]).squeeze(-1)
 
 
 def compare(before: dict, after: dict, seed: int = 0) -> dict:

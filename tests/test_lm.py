@@ -26,7 +26,7 @@ def policy(fresh_policy):
 def greedy(policy):
     # a one-word answer (ends with EOS early) batched with a long prompt (left padding, runs to the limit)
     return policy.generate(lm.chat_prompts(policy.tokenizer, [SHORT, LONG], system=TERSE), max_new_tokens=8,
-                           do_sample=False)
+                           do_sample=False, sentences=0)
 
 
 def _fake_convert(target):
@@ -132,9 +132,37 @@ def test_generate_shapes_and_masks(policy, greedy):
     assert all(isinstance(t, str) and t and t == t.strip() for t in greedy["texts"])
 
 
+def test_sentence_end_table_marks_sentence_ends_only(policy):
+    ends, tok = policy.sentence_ends, policy.tokenizer
+    one = {text: tok(text, add_special_tokens=False)["input_ids"] for text in (".", "!", "?", "\n", " sorry", " loss")}
+    assert all(len(ids) == 1 for ids in one.values()), one
+    assert [bool(ends[ids[0]]) for ids in one.values()] == [True, True, True, True, False, False]
+    assert len(ends) == len(tok) and 0 < int(ends.sum()) < len(tok) // 10
+
+
+def test_replies_end_after_their_sentences_and_the_cap_is_only_a_net(policy):
+    prompts = lm.chat_prompts(policy.tokenizer, [LONG, "My dog ran away and I keep looking for him."])
+    torch.manual_seed(0)
+    two = policy.generate(prompts, max_new_tokens=60, temperature=0.7, sentences=2)
+    torch.manual_seed(0)
+    free = policy.generate(prompts, max_new_tokens=60, temperature=0.7, sentences=0)
+    ends = policy.sentence_ends
+    for ids, mask, text, long in zip(two["response_ids"], two["response_mask"], two["texts"], free["texts"],
+                                     strict=True):
+        kept = ids[mask.bool()]
+        assert (ends[kept].long().diff() == 1).sum() + int(ends[kept[0]]) <= 2  # at most two sentence ends begin
+        assert ends[kept[-1]] or kept[-1] in policy.eos_ids or len(kept) == 60  # it ends a sentence, EOS or cap
+        assert long.startswith(text)  # same seed, same tokens: the cut reply is the start of the uncut one
+        assert (ids[~mask.bool()] == policy.tokenizer.pad_token_id).all()
+    # one sentence is a prefix of two
+    torch.manual_seed(0)
+    one = policy.generate(prompts, max_new_tokens=60, temperature=0.7, sentences=1)
+    assert all(b.startswith(a) and len(a) <= len(b) for a, b in zip(one["texts"], two["texts"], strict=True))
+
+
 def test_greedy_generation_is_deterministic(policy, greedy):
     again = policy.generate(lm.chat_prompts(policy.tokenizer, [SHORT, LONG], system=TERSE), max_new_tokens=8,
-                            do_sample=False)
+                            do_sample=False, sentences=0)
     assert torch.equal(again["response_ids"], greedy["response_ids"]) and again["texts"] == greedy["texts"]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from camp import data, lm, rlhf
+from camp import data, lm, rl, rlhf
 from camp.utils import ConfigError
 
 
@@ -85,6 +85,66 @@ def test_evaluate_replies_samples_each_person_several_times(people, fresh_policy
         rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], samples_per_person=0)
 
 
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+def test_critic_free_algorithms_train_the_adapters_and_leave_the_value_head(people, fresh_policy, algorithm):
+    policy = fresh_policy()
+    head = policy.value_head.weight.detach().clone()
+    lora = {k: v.detach().clone() for k, v in policy.peft.named_parameters() if "lora_B" in k}
+
+    def longer_is_better(replies, who):
+        return np.array([len(r) for r in replies], dtype=float)
+
+    _, history = rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(algorithm=algorithm, batch_size=4),
+                                 score_fn=longer_is_better)
+    assert torch.equal(policy.value_head.weight, head)  # no critic: nothing trains the value head
+    assert any(not torch.equal(v, lora[k]) for k, v in policy.peft.named_parameters() if "lora_B" in k)
+    assert all("loss/value" not in h and math.isfinite(h["loss/policy"]) for h in history)
+
+
+def test_critic_free_advantages_are_the_whole_reply_against_the_other_replies():
+    run = type("Run", (), {"score_stats": rl.RunningStd(), "kl_ctl": rl.FixedKLController(0.5)})()
+    scores, mask = torch.tensor([1.0, 3.0, 0.0, 0.0]), torch.tensor([[1.0, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]])
+    kl = torch.full((4, 3), 0.2)
+    for algorithm, baseline in (("rloo", rl.leave_one_out), ("grpo", rl.group_normalise)):
+        cfg = _tiny(algorithm=algorithm, batch_size=4, scale_scores=False)
+        advantages, _, _ = rlhf._advantages(run, scores, kl, torch.zeros_like(kl), mask, cfg)
+        total = scores - 0.5 * 0.2 * mask.sum(1)  # score minus beta * KL summed over each reply's tokens
+        expected = baseline(total, 2)[:, None] * mask
+        assert torch.allclose(advantages, expected), algorithm
+
+
+def test_bad_algorithm_settings_are_refused():
+    with pytest.raises(ConfigError, match="algorithm='a2c' must be one of ppo, rloo, grpo"):
+        _tiny(algorithm="a2c")
+    with pytest.raises(ConfigError, match="needs replies_per_person >= 2"):
+        _tiny(algorithm="rloo", replies_per_person=1, loo_baseline=False)
+
+
+def test_best_of_n_keeps_the_reply_the_scorer_likes_best(people, fresh_policy):
+    policy = fresh_policy()
+    candidates = []
+
+    def longest(replies, who):
+        candidates.append(list(replies))
+        return np.array([len(r) for r in replies], dtype=float)
+
+    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=10, batch_size=6,
+                                   reference=True, best_of=3, best_by=longest, scorers={"length": longest})
+    offered = candidates[0]  # 2 people x 3 candidates, scored by best_by
+    assert len(offered) == 6
+    assert result["replies"] == [max(offered[:3], key=len), max(offered[3:], key=len)]
+    assert result["kl"] == pytest.approx(math.log(3) - 2 / 3)  # the analytic bound, not a sample estimate
+    assert result["length_scores"] == [float(len(r)) for r in result["replies"]]
+    with pytest.raises(ValueError, match="best_by"):
+        rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], best_of=3)
+
+
+def test_an_untrained_policy_is_zero_kl_from_the_reference(people, fresh_policy):
+    policy = fresh_policy()
+    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=8, batch_size=2)
+    assert result["kl"] == pytest.approx(0.0, abs=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------------- resume
 def _cli(out, *extra):
     return [sys.executable, "-m", "camp", "train-rlhf", "--out", str(out), "--quick", "--steps", "4",
@@ -116,6 +176,14 @@ def test_bench_rl_reports_both_loops_on_the_same_work():
         assert result[loop]["rollout_tokens_per_s"] > 0 and result[loop]["update_samples_per_s"] > 0
     assert result["rollout_speedup"] == pytest.approx(
         result["camp"]["rollout_tokens_per_s"] / result["naive"]["rollout_tokens_per_s"], rel=0.02)
+
+
+def test_cli_reward_flag_refuses_a_folder_that_is_not_a_reward_model(tmp_path, capsys):
+    from camp.course import cli
+
+    assert cli.main(["train-rlhf", "--out", str(tmp_path / "r"), "--algorithm", "rloo",
+                     "--reward", f"model:{tmp_path}"]) == 2
+    assert "is not a saved reward model" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
 def test_one_process_is_required():

@@ -1,7 +1,9 @@
-"""Benchmarks behind the figures in the README: `python -m camp bench classifier | registers | env | policies | rl`.
+"""Benchmarks behind the figures in the README: `python -m camp bench classifier | registers | env | policies | rl |
+prefs`.
 
 Each choice maps to one function: `classifier`, `registers`, `env` -> `env_speed`, `policies` ->
-`scripted_policies`, `rl` -> `rollout_speed`.
+`scripted_policies`, `rl` -> `rollout_speed`, `prefs` -> `prefs` (lesson 07: every way of learning from
+preferences against the reference, at an equal budget of training replies).
 
 `registers`: domain shift between the corpus's two registers (lesson 02). Train on one register, test on both.
 
@@ -259,7 +261,8 @@ def rollout_speed(batch_size: int = 8, new_tokens: int = 32, epochs: int = 2, n_
     timings = {}
 
     start = time.perf_counter()
-    batch = policy.generate(prompts, max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0.7)
+    batch = policy.generate(prompts, max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0.7,
+                            sentences=0)
     timings["camp_rollout_s"] = time.perf_counter() - start
     tokens = int(batch["response_mask"].sum())
     start = time.perf_counter()
@@ -295,8 +298,135 @@ def rollout_speed(batch_size: int = 8, new_tokens: int = 32, epochs: int = 2, n_
             "seconds": {k: round(v, 2) for k, v in timings.items()}}
 
 
+# ---------------------------------------------------------------------------------------------------- prefs
+PREF_METHODS = ("reference", "best_of_4", "ppo_env", "ppo_rm", "rloo_rm", "dpo_offline", "dpo_on_policy")
+SAMPLE_PEOPLE = 6  # the sample table: one reply per method for the first held-out person of each emotion
+
+
+def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_every: int,
+              people: int | None = None) -> dict:
+    """Train (or not) one method from the reference policy with `budget` training replies; measure it on the 72
+    held-out people. Returns the evaluation plus training wall time, CPU time and history."""
+    from camp import data, dpo, env, lm, rlhf, utils
+
+    utils.set_seed(seed)
+    policy = lm.PolicyWithValue.from_pretrained("auto")
+    train_people, heldout = rlhf.split_situations(data.load_situations())
+    heldout = heldout[:people]
+    measure = dict(seed=seed, samples_per_person=eval_samples, scorers={"reward_model": rm})
+    history, curve, train = [], [], {"wall_s": 0.0, "cpu_s": 0.0, "replies": 0, "steps": 0}
+    wall, cpu = time.perf_counter(), time.process_time()
+    if method in ("ppo_env", "ppo_rm", "rloo_rm"):
+        algorithm = method.split("_")[0]
+        cfg = rlhf.RLHFConfig(algorithm=algorithm, seed=seed, progress=False,
+                              steps=max(budget // rlhf.RLHFConfig.batch_size, 1))
+        kept = {}
+
+        def keep(step: int, record: dict) -> None:  # adapters along the way, for the over-optimisation curve
+            if curve_every and (step % curve_every == 0 or step == cfg.steps):
+                kept[step] = {k: v.detach().clone() for k, v in policy.peft.state_dict().items() if "lora" in k}
+
+        policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg,
+                                          score_fn=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep)
+        train.update(replies=cfg.steps * cfg.batch_size, steps=cfg.steps, config=cfg.__dict__.copy())
+    elif method.startswith("dpo"):
+        source = method.removeprefix("dpo_")
+        per_step = dpo.DPOConfig(source=source).replies_per_step()
+        cfg = dpo.DPOConfig(source=source, seed=seed, progress=False, steps=max(budget // per_step, 1))
+        pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
+        policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
+                                        score_fn=rm)
+        train.update(replies=cfg.steps * cfg.replies_per_step(), steps=cfg.steps, config=cfg.__dict__.copy())
+        kept = {}
+    else:
+        kept = {}
+    train.update(wall_s=round(time.perf_counter() - wall, 1), cpu_s=round(time.process_time() - cpu, 1))
+    wall, cpu = time.perf_counter(), time.process_time()
+    if method == "best_of_4":
+        result = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=True, best_of=4, best_by=rm,
+                                       **measure)
+    else:
+        result = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=method == "reference", **measure)
+    result["eval_wall_s"], result["eval_cpu_s"] = round(time.perf_counter() - wall, 1), round(time.process_time() - cpu, 1)
+    for step, weights in sorted(kept.items()):  # the over-optimisation curve: one sample per person is enough
+        policy.peft.load_state_dict(weights, strict=False)
+        point = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, seed=seed, samples_per_person=1,
+                                      scorers={"reward_model": rm})
+        curve.append({"step": step, **{k: point[k] for k in ("reward_model", "judge", "reward", "kl", "distinct_2")},
+                      "judge_scores": point["judge_scores"], "reward_model_scores": point["reward_model_scores"]})
+    return {"method": method, "seed": seed, "train": train, "history": history, "curve": curve, **result}
+
+
+def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...] = (0, 1), eval_samples: int = 2,
+          methods: tuple[str, ...] = PREF_METHODS, curve_every: int = 4, people: int | None = None) -> dict:
+    """Lesson 07's comparison. Each (method, seed) is trained from the same reference policy on `budget` training
+    replies (sampled ones; for offline DPO the human-written ones, two per pair) and measured on the 72 held-out
+    people of `camp.rlhf.split_situations` with `eval_samples` replies each, against the reference's replies for
+    the same seed (paired 95 % intervals). Each (method, seed) is saved to `out/<method>-s<seed>.json` as it
+    finishes and reused when the bench runs again, so a long bench can continue after an interruption.
+    `reward_model` is a folder saved by `train-reward` (DIR/model); its report.json is quoted when present.
+    `people` measures only the first N held-out people (tests).
+    """
+    from pathlib import Path
+
+    from camp import data, rlhf, utils
+    from camp.reward_model import RewardModel
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    rm = RewardModel.load(reward_model)
+    runs: dict[str, dict[int, dict]] = {}
+    for seed in seeds:
+        for method in ("reference", *[m for m in methods if m != "reference"]):
+            path = folder / f"{method}-s{seed}.json"
+            if path.is_file():
+                run = json.loads(path.read_text())
+            else:
+                run = _pref_run(method, seed, budget, rm, eval_samples, curve_every if method == "rloo_rm" else 0,
+                                people)
+                utils.atomic_write_bytes(path, json.dumps(run).encode())
+            runs.setdefault(method, {})[seed] = run
+    table = {}
+    for method, by_seed in runs.items():
+        row = {}
+        for seed, run in by_seed.items():
+            ref = runs["reference"][seed]
+            change = rlhf.compare(ref, run, seed=seed)
+            rm_change = rlhf.compare({**ref, "scores": ref["reward_model_scores"]},
+                                     {**run, "scores": run["reward_model_scores"]}, seed=seed)["reward"]
+            row[f"seed{seed}"] = {
+                **{k: round(run[k], 4) for k in ("reward_model", "reward", "judge", "kl", "distinct_2",
+                                                 "perplexity", "length")},
+                "judge_change": change["judge"], "reward_change": change["reward"], "reward_model_change": rm_change,
+                "judge_win_rate": round(change["judge_win_rate"], 4), "train": run["train"],
+                "eval_wall_s": run["eval_wall_s"], "eval_cpu_s": run["eval_cpu_s"]}
+        table[method] = row
+    reference = runs["reference"][seeds[0]]
+    k = reference["samples_per_person"]
+    _, heldout = rlhf.split_situations(data.load_situations())
+    heldout = heldout[:people]
+    shown = [next(i for i, p in enumerate(heldout) if p.emotion == e) for e in dict.fromkeys(p.emotion for p in heldout)]
+    samples = [{"emotion": heldout[i].emotion, "says": heldout[i].opening,
+                **{m: runs[m][seeds[0]]["replies"][i * k] for m in runs}} for i in shown[:SAMPLE_PEOPLE]]
+    report_path = Path(reward_model).parent / "report.json"
+    return {"benchmark": "prefs", "budget_replies": budget, "seeds": list(seeds), "eval_samples": eval_samples,
+            "heldout_people": len(reference["replies"]) // k, "reward_model": str(reward_model),
+            "reward_model_command": json.loads(report_path.read_text()).get("command") if report_path.is_file()
+            else None, "methods": table, "samples": samples,
+            "overoptimisation": {f"rloo_rm-s{s}": runs["rloo_rm"][s]["curve"] for s in seeds if "rloo_rm" in runs},
+            "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads()},
+            "date": time.strftime("%Y-%m-%d")}
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.what == "env":
+    if args.what == "prefs":
+        if not args.reward_model:
+            raise SystemExit("bench prefs needs --reward-model DIR/model (train one: python -m camp train-reward)")
+        result = prefs(args.work or "runs/bench-prefs", args.reward_model, budget=args.budget,
+                       seeds=tuple(args.seeds or (0, 1)), eval_samples=args.eval_samples,
+                       methods=tuple(args.methods or PREF_METHODS))
+    elif args.what == "env":
         result = env_speed()
     elif args.what == "policies":
         result = scripted_policies()

@@ -1,5 +1,5 @@
 """`python -m camp <command>`: lessons, doctor, run, progress, train-classifier, train-reward, train-rlhf,
-bench."""
+train-dpo, bench."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def _check_paths(args: argparse.Namespace) -> None:
                         "or leave out --resume to start afresh.")
 
 
+def _reward_scorer(spec: str | None):
+    """The scorer a --reward or --reward-model flag names: "env" (the environment's reward) or "model:DIR" / DIR
+    (a reward model saved by train-reward). Fails before minutes of training on a folder that is not one."""
+    from camp import env
+
+    if spec in (None, "env"):
+        return env.ReplyScorer()
+    folder = Path(spec.removeprefix("model:")).expanduser()
+    if not (folder / "config.json").is_file():
+        raise CampError(f"--reward {spec}: {folder} is not a saved reward model (no config.json). Train one with "
+                        "`python -m camp train-reward --out DIR` and pass model:DIR/model, or pass env.")
+    from camp.reward_model import RewardModel
+
+    return RewardModel.load(folder)
+
+
 def _train_classifier(args: argparse.Namespace) -> int:
     import json
 
@@ -116,6 +132,7 @@ def _train_rlhf(args: argparse.Namespace) -> int:
     # state is set once per process, and without it `accelerate launch` processes would each count themselves one.
     rlhf.require_one_process(PartialState(cpu=utils.get_device("auto").type == "cpu").num_processes)
     _check_paths(args)
+    score_fn = _reward_scorer(args.reward)  # a wrong folder fails before the policy loads
     utils.set_seed(args.seed)
     policy = lm.PolicyWithValue.from_pretrained(args.model)
     train_people, heldout = rlhf.split_situations(data.load_situations())
@@ -123,11 +140,13 @@ def _train_rlhf(args: argparse.Namespace) -> int:
     overrides = _overrides(args, RLHF_NUMBERS)
     if args.no_kl:
         overrides.update(kl_coef=0.0, adaptive_kl=False)
-    cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress, **overrides)
+    cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress,
+                 algorithm=args.algorithm, **overrides)
     if args.eval and PartialState().is_main_process:
         before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
                                        reference=True, samples_per_person=args.eval_samples)
-    policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, resume=args.resume)
+    policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, score_fn=score_fn,
+                                      resume=args.resume)
     if PartialState().is_main_process:
         utils.atomic_write_bytes(Path(args.out) / "history.json", json.dumps(history, indent=2).encode())
         if args.eval:
@@ -139,6 +158,39 @@ def _train_rlhf(args: argparse.Namespace) -> int:
                                  for k in ("before", "after")}, "change": result["change"]}))
         policy.save_adapters(Path(args.out) / "adapters")
         print(json.dumps(history[-1]))
+    return 0
+
+
+def _train_dpo(args: argparse.Namespace) -> int:
+    import json
+
+    from camp import data, dpo, lm, rlhf, utils
+
+    _check_paths(args)
+    if args.source == "on_policy" and not args.reward_model:
+        raise CampError("--source on_policy needs --reward-model DIR (a folder saved by train-reward) to rank the "
+                        "samples")
+    score_fn = _reward_scorer(args.reward_model) if args.source == "on_policy" else None
+    utils.set_seed(args.seed)
+    policy = lm.PolicyWithValue.from_pretrained(args.model)
+    train_people, heldout = rlhf.split_situations(data.load_situations())
+    preset = dpo.DPOConfig.quick if args.quick else dpo.DPOConfig
+    cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress, source=args.source,
+                 **_overrides(args, DPO_NUMBERS))
+    pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
+    if args.eval:
+        before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=True,
+                                       samples_per_person=args.eval_samples)
+    policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
+                                    score_fn=score_fn, resume=args.resume)
+    utils.atomic_write_bytes(Path(args.out) / "history.json", json.dumps(history, indent=2).encode())
+    if args.eval:
+        after = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, samples_per_person=args.eval_samples)
+        result = {"before": before, "after": after, "change": rlhf.compare(before, after)}
+        utils.atomic_write_bytes(Path(args.out) / "eval.json", json.dumps(result, indent=2).encode())
+        print(json.dumps({"change": result["change"]}))
+    policy.save_adapters(Path(args.out) / "adapters")
+    print(json.dumps(history[-1]))
     return 0
 
 
@@ -199,6 +251,10 @@ RLHF_NUMBERS = (("steps", int), ("batch-size", int), ("n-minibatches", int), ("r
                 ("max-new-tokens", int), ("checkpoint-every", int), ("lr", float), ("kl-coef", float),
                 ("target-kl", float))
 
+ALGORITHMS = ("ppo", "rloo", "grpo")  # camp.rlhf.ALGORITHMS, without importing torch to build the parser
+DPO_NUMBERS = (("steps", int), ("batch-size", int), ("replies-per-person", int), ("dpo-epochs", int),
+               ("beta", float), ("lr", float), ("min-margin", float), ("checkpoint-every", int))
+
 REWARD_NUMBERS = (("max-steps", int), ("batch-size", int), ("epochs", float), ("eval-every", int), ("lr", float),
                   ("checkpoint-every", int), ("checkpoint-minutes", float))
 
@@ -258,8 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
                          "policy: auto (SmolLM2-135M-Instruct), a hub name or a folder", "RLHFConfig", RLHF_NUMBERS,
                          _train_rlhf)
     p.add_argument("--no-kl", action="store_true", help="no KL penalty (kl_coef 0, not adaptive): watch it drift")
+    p.add_argument("--algorithm", default="ppo", choices=ALGORITHMS, help="ppo (value head, GAE) or the "
+                   "critic-free rloo / grpo (lesson 07)")
+    p.add_argument("--reward", default="env", help="what scores the replies: env (the empathy environment) or "
+                   "model:DIR (a reward model saved by train-reward, e.g. model:runs/rm/model)")
     p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
                    "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
+    p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
+    p = _training_parser(sub, "train-dpo", "DPO on SmolLM2 + LoRA: the human pairs (offline) or best against worst "
+                         "of the policy's own samples under a reward model (on_policy)",
+                         "folder for checkpoint.safetensors, history.json and adapters/",
+                         "policy: auto (SmolLM2-135M-Instruct), a hub name or a folder", "DPOConfig", DPO_NUMBERS,
+                         _train_dpo)
+    p.add_argument("--source", default="offline", choices=("offline", "on_policy"))
+    p.add_argument("--reward-model", help="on_policy: a folder saved by train-reward (DIR/model) to rank samples")
+    p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after (eval.json)")
     p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
     p = _training_parser(sub, "train-reward", "train the reward model on the preference corpus (Bradley-Terry), "
                          "then report how often it and four other scorers prefer the chosen reply",
@@ -270,8 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks: classifier (camp loop vs HF Trainer), registers (train on one "
                        "register of the corpus, test on both), env (respond-mode "
                        "steps/s at batch 64), policies (scripted policies' returns over 200 episodes), rl (rollout "
-                       "tokens/s and PPO update samples/s, batched with KV cache vs a naive loop)")
-    p.add_argument("what", choices=("classifier", "registers", "env", "policies", "rl"))
+                       "tokens/s and PPO update samples/s, batched with KV cache vs a naive loop), prefs (lesson 07: the reference, "
+                       "best-of-4, PPO, RLOO and DPO at an equal budget, measured on 72 held-out people)")
+    p.add_argument("what", choices=("classifier", "registers", "env", "policies", "rl", "prefs"))
     p.add_argument("--steps", type=int, help="optimizer steps per run (classifier: 400 = 3.2 epochs of the narrative "
                    "register; registers: 190, lesson 02's quick budget)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -280,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="one run of each loop per seed (classifier: 0 1 2; "
                    "registers: 0 1)")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--reward-model", help="prefs: the reward model folder (DIR/model from train-reward)")
+    p.add_argument("--budget", type=int, default=480, help="prefs: training replies per method (480: lesson 06's "
+                   "PPO, 20 steps of 24)")
+    p.add_argument("--eval-samples", type=int, default=2, help="prefs: replies per held-out person")
+    p.add_argument("--methods", nargs="+", help="prefs: only these methods (the reference always runs)")
+    p.add_argument("--work", help="prefs: folder keeping each finished (method, seed), reused on a rerun "
+                   "(default runs/bench-prefs)")
     p.set_defaults(func=_bench)
     return parser
 
