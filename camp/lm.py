@@ -249,6 +249,18 @@ class PolicyWithValue(nn.Module):
     def __repr__(self) -> str:
         return f"PolicyWithValue({self.describe()})"
 
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the LoRA adapter tensors, to keep a policy in memory and swap it back in with
+        `load_adapter_state` (one base model, several trained policies: lesson 07's side-by-side view)."""
+        return {k: v.detach().clone() for k, v in self.peft.state_dict().items() if "lora_" in k}
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put back adapters kept by `adapter_state`; refuses a state that leaves any adapter tensor unset."""
+        result = self.peft.load_state_dict(state, strict=False)
+        if missing := [k for k in result.missing_keys if "lora_" in k]:
+            raise ValueError(f"the adapter state lacks {len(missing)} LoRA tensors (first: {missing[0]}); keep it "
+                             "with adapter_state() of a policy built with the same LoRA settings")
+
     def save_adapters(self, path: str | Path) -> Path:
         """Save the adapters (peft's `adapter_model.safetensors` + `adapter_config.json`) and the value head."""
         from safetensors.torch import save

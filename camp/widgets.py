@@ -1,6 +1,7 @@
-"""Interactive widgets for lessons 03, 04 and 07: a chat playground, reward-weight sliders and a preference rater.
+"""Interactive widgets for lessons 03, 04 and 07: a chat playground, reward-weight sliders, a preference rater and
+a side-by-side view of several policies' replies.
 
-All three work headless (their callbacks can be driven from code, as the tests do), so they are tested without a
+All four work headless (their callbacks can be driven from code, as the tests do), so they are tested without a
 browser; `python -m pytest tests/test_widgets.py` shows how.
 """
 
@@ -179,3 +180,69 @@ class PreferenceRater:
         self.left.value = f"<b>A</b><br>{html.escape(a)}"
         self.right.value = f"<b>B</b><br>{html.escape(b)}"
         self.status.value = f"saved to {html.escape(str(self.path))}"
+
+
+class SideBySide:
+    """Type what a person says, pick how they feel, and read each policy's reply side by side, with its reward-model
+    score and the judge's attunement (lesson 07).
+
+    `policy` is one `camp.lm.PolicyWithValue`; `adapters` maps a name to an adapter state (`policy.adapter_state()`
+    after training) or None for the reference (adapters off). Swapping
+    adapters in one model costs no second copy of the weights. `send(text, emotion)` does what the button does
+    and returns one row per policy: `policy`, `reply`, `reward_model`, `judge`.
+    """
+
+    def __init__(self, policy, adapters: dict, reward_model=None, seed: int = 0, temperature: float = 0.7):
+        if not adapters:
+            raise ValueError("nothing to compare: give adapters, e.g. {'reference': None, 'DPO': p.adapter_state()}")
+        self.policy, self.adapters, self.rm = policy, dict(adapters), reward_model
+        self.seed, self.temperature = seed, temperature
+        self.said = w.Text(placeholder="What the person says", layout=w.Layout(width="60%"))
+        self.feeling = w.Dropdown(options=list(EMOTIONS), value="sadness", description="feeling")
+        self.button = w.Button(description="Reply", button_style="primary")
+        self.table = w.HTML()
+        self.rows: list[dict] = []
+        self.button.on_click(lambda _: self.send(self.said.value, self.feeling.value))
+        self.widget = w.VBox([w.HBox([self.said, self.feeling, self.button]), self.table])
+
+    def send(self, text: str, emotion: str = "sadness") -> list[dict]:
+        """Each policy's reply to `text` from someone feeling `emotion`, scored; also shown in the widget."""
+        from camp import judge
+        from camp.data import PreferencePair
+        from camp.env import clean
+        from camp.lm import chat_prompts
+        from camp.utils import set_seed
+
+        if not (text or "").strip() or emotion not in EMOTIONS:
+            self.table.value = ("<b style='color:#c33'>Type what the person says and pick one of "
+                                f"{', '.join(EMOTIONS)}.</b>")
+            return []
+        text = clean(text)
+        person = PreferencePair("typed", emotion, text, "", "", "typed", "train")
+        saved = self.policy.adapter_state()
+        rows = []
+        try:
+            for name, state in self.adapters.items():
+                set_seed(self.seed)  # every policy draws the same random numbers: differences are the policy's
+                if state is None:
+                    with self.policy.reference():
+                        reply = self._reply(chat_prompts, text)
+                else:
+                    self.policy.load_adapter_state(state)
+                    reply = self._reply(chat_prompts, text)
+                rows.append({"policy": name, "reply": reply,
+                             "reward_model": float(self.rm([reply], [person])[0]) if self.rm else float("nan"),
+                             "judge": float(judge.score([reply or "..."], [person])[0])})
+        finally:
+            self.policy.load_adapter_state(saved)  # leave the policy as it came
+        self.rows = rows
+        cells = "".join(f"<tr><td><b>{html.escape(r['policy'])}</b></td><td>{html.escape(r['reply'])}</td>"
+                        f"<td>{r['reward_model']:+.2f}</td><td>{r['judge']:.2f}</td></tr>" for r in rows)
+        self.table.value = ("<table><tr><th>policy</th><th>reply</th><th>reward model</th><th>judge</th></tr>"
+                            f"{cells}</table>")
+        return rows
+
+    def _reply(self, chat_prompts, text: str) -> str:
+        batch = self.policy.generate(chat_prompts(self.policy.tokenizer, [text]), temperature=self.temperature)
+        return batch["texts"][0]
+

@@ -1,5 +1,8 @@
 """camp.widgets, driven headless: clicks and slider moves through the widgets' own callbacks."""
 
+import html
+
+import numpy as np
 import pytest
 
 from camp import rewards
@@ -105,3 +108,35 @@ def test_rater_refuses_nothing_to_rate(tmp_path):
 
     with pytest.raises(ValueError, match="nothing to rate"):
         PreferenceRater([], tmp_path / "r.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------------- side by side
+def test_side_by_side_replies_with_each_policy_and_leaves_the_policy_as_it_was(fresh_policy):
+    import torch
+
+    from camp import judge, utils
+    from camp.lm import chat_prompts
+    from camp.widgets import SideBySide
+
+    policy = fresh_policy()
+    untrained = policy.adapter_state()
+    nudged = {k: (v + 0.05 * torch.randn_like(v) if "lora_B" in k else v) for k, v in untrained.items()}
+    view = SideBySide(policy, {"reference": None, "nudged": nudged},
+                      reward_model=lambda replies, people: np.array([float(len(r)) for r in replies]), seed=3)
+    rows = view.send("My sister moved abroad today and the house feels empty.", "sadness")
+    assert [r["policy"] for r in rows] == ["reference", "nudged"]
+    utils.set_seed(3)
+    with policy.reference():
+        alone = policy.generate(chat_prompts(policy.tokenizer, ["My sister moved abroad today and the house "
+                                                                 "feels empty."]), temperature=0.7)["texts"][0]
+    assert rows[0]["reply"] == alone  # the same seed for each policy: the reference's reply is reproducible
+    assert rows[1]["reply"] != rows[0]["reply"]  # the nudged adapters were really swapped in
+    assert rows[0]["reward_model"] == len(rows[0]["reply"])
+    assert rows[1]["judge"] == pytest.approx(judge.attunement([rows[1]["reply"] or "..."], ["sadness"])[0])
+    assert all(torch.equal(v, untrained[k]) for k, v in policy.adapter_state().items())  # put back as it came
+    assert "nudged" in view.table.value and html.escape(rows[1]["reply"]) in view.table.value
+    assert view.send("   ", "sadness") == [] and "Type what the person says" in view.table.value
+    with pytest.raises(ValueError, match="nothing to compare"):
+        SideBySide(policy, {})
+    with pytest.raises(ValueError, match="lacks"):
+        policy.load_adapter_state({k: v for k, v in untrained.items() if "lora_A" in k})

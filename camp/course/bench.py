@@ -324,7 +324,7 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
 
         def keep(step: int, record: dict) -> None:  # adapters along the way, for the over-optimisation curve
             if curve_every and (step % curve_every == 0 or step == cfg.steps):
-                kept[step] = {k: v.detach().clone() for k, v in policy.peft.state_dict().items() if "lora" in k}
+                kept[step] = policy.adapter_state()
 
         policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg,
                                           score_fn=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep)
@@ -349,7 +349,7 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
         result = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=method == "reference", **measure)
     result["eval_wall_s"], result["eval_cpu_s"] = round(time.perf_counter() - wall, 1), round(time.process_time() - cpu, 1)
     for step, weights in sorted(kept.items()):  # the over-optimisation curve: one sample per person is enough
-        policy.peft.load_state_dict(weights, strict=False)
+        policy.load_adapter_state(weights)
         point = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, seed=seed, samples_per_person=1,
                                       scorers={"reward_model": rm})
         curve.append({"step": step, **{k: point[k] for k in ("reward_model", "judge", "reward", "kl", "distinct_2")},
