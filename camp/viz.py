@@ -6,6 +6,8 @@ can end on it. pyplot is used only to create figures; nothing here calls `plt.sh
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -223,3 +225,25 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10,
     ax.set_title(f"ECE = {ece:.3f}")
     ax.legend(loc="upper left")
     return ax, ece
+
+
+def overoptimisation(curves: dict[str, list[dict]], proxy: str = "reward_model", gold: str = "judge",
+                     axes: tuple[Axes, Axes] | None = None) -> tuple[Axes, Axes]:
+    """Proxy and gold score against sqrt(KL to the reference), one line per run (Gao et al. 2022, figure 1).
+
+    Each curve is a list of points with `kl`, `proxy` and `gold` keys (by default `reward_model` and `judge`:
+    the reward being optimised and the judge nobody trains against), ordered along training. The proxy rising
+    while the gold score stalls or falls is over-optimisation.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, points in curves.items():
+        x = [math.sqrt(max(p["kl"], 0.0)) for p in points]
+        for ax, key in zip(axes, (proxy, gold), strict=True):
+            ax.plot(x, [p[key] for p in points], marker="o", label=name)
+    for ax, key, what in zip(axes, (proxy, gold), ("optimised", "never optimised"), strict=True):
+        ax.set_xlabel("sqrt(KL to the reference), nats^0.5")
+        ax.set_ylabel(key)
+        ax.set_title(f"{key} ({what})")
+        ax.legend(fontsize="small")
+    return axes

@@ -32,9 +32,10 @@ def _lesson_07() -> tuple[dict, dict]:
     import torch
     import torch.nn.functional as F
 
-    from camp import preferences
+    from camp import dpo, preferences, rl
 
-    return _cells("07_learning_from_preferences"), {"np": np, "torch": torch, "F": F, "preferences": preferences}
+    return _cells("07_learning_from_preferences"), {"np": np, "torch": torch, "F": F, "preferences": preferences,
+                                                     "dpo": dpo, "rl": rl}
 
 
 def test_bradley_terry_loss_must_be_written_from_scratch():
@@ -87,3 +88,56 @@ def test_strengths_must_be_fitted_not_borrowed():
 
     with pytest.raises(AssertionError):
         exec(cells["strengths_tests"], {**names, "my_strengths": win_counts})
+
+
+def test_dpo_loss_must_be_written_not_borrowed():
+    cells, names = _lesson_07()
+    honest = dict(names)
+    exec(cells["dpo_loss"], honest)
+    exec(cells["dpo_loss_tests"], honest)
+    dpo, preferences, torch = names["dpo"], names["preferences"], names["torch"]
+    for cheat in (lambda pc, pr, rc, rr, beta: dpo.dpo_loss(pc, pr, rc, rr, beta),
+                  lambda pc, pr, rc, rr, beta: preferences.bradley_terry_loss(beta * (pc - rc), beta * (pr - rr))):
+        with pytest.raises(AssertionError, match="write it yourself"):
+            exec(cells["dpo_loss_tests"], {**names, "my_dpo_loss": cheat})
+
+    def naive(pc, pr, rc, rr, beta):  # log(sigmoid(.)) underflows for a large margin: the hidden test catches it
+        return -torch.log(torch.sigmoid(beta * ((pc - rc) - (pr - rr)))).mean()
+
+    with pytest.raises(AssertionError):
+        exec(cells["dpo_loss_tests"], {**names, "my_dpo_loss": naive})
+
+
+def test_on_policy_pairs_must_be_chosen_not_borrowed():
+    cells, names = _lesson_07()
+    honest = dict(names)
+    exec(cells["best_worst"], honest)
+    exec(cells["best_worst_tests"], honest)
+    dpo, np = names["dpo"], names["np"]
+    with pytest.raises(AssertionError, match="write it yourself"):
+        exec(cells["best_worst_tests"], {**names, "my_best_worst": lambda s, k, min_margin=0.0: dpo.best_worst_pairs(s, k, min_margin)})
+
+    def no_margin(scores, k, min_margin=0.0):  # ignores ties and the margin: fails on the visible example
+        groups = np.asarray(scores, dtype=float).reshape(-1, k)
+        return [(g * k + int(row.argmax()), g * k + int(row.argmin())) for g, row in enumerate(groups)]
+
+    with pytest.raises(AssertionError):
+        exec(cells["best_worst_tests"], {**names, "my_best_worst": no_margin})
+
+
+def test_rloo_advantages_must_be_written_not_borrowed():
+    cells, names = _lesson_07()
+    honest = dict(names)
+    exec(cells["rloo_advantages"], honest)
+    exec(cells["rloo_advantages_tests"], honest)
+    rl = names["rl"]
+    def via_grpo(r, k):  # GRPO's advantage times the group's std is r - mean; times k / (k - 1) it is RLOO's
+        return rl.group_normalise(r, k) * r.reshape(-1, k).std(1).repeat_interleave(k) * k / (k - 1)
+
+    for cheat in (lambda r, k: rl.leave_one_out(r, k), via_grpo):
+        with pytest.raises(AssertionError, match="write it yourself"):
+            exec(cells["rloo_advantages_tests"], {**names, "my_rloo_advantages": cheat})
+    for wrong in (lambda r, k: r - r.mean(),  # one baseline for everyone: the person's difficulty stays in
+                  lambda r, k: (r.reshape(-1, k) - r.reshape(-1, k).mean(1, keepdim=True)).reshape(-1)):  # keeps self
+        with pytest.raises(AssertionError):
+            exec(cells["rloo_advantages_tests"], {**names, "my_rloo_advantages": wrong})

@@ -209,3 +209,13 @@ def test_per_class_f1_reads_sklearn_classification_report():
 def test_plots_return_the_axes_they_were_given(draw):
     _, ax = plt.subplots()
     assert draw(ax) is ax
+
+
+def test_overoptimisation_plots_proxy_and_gold_against_root_kl():
+    from camp import viz
+
+    curve = [{"kl": 0.0, "reward_model": 0.1, "judge": 0.2}, {"kl": 4.0, "reward_model": 0.9, "judge": 0.1}]
+    proxy, gold = viz.overoptimisation({"seed 0": curve})
+    (line,) = proxy.get_lines()
+    assert list(line.get_xdata()) == [0.0, 2.0] and list(line.get_ydata()) == [0.1, 0.9]
+    assert list(gold.get_lines()[0].get_ydata()) == [0.2, 0.1] and "never optimised" in gold.get_title()

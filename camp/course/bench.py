@@ -19,6 +19,7 @@ both models are then scored with the same `camp.metrics.evaluate` on the test sp
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import tempfile
@@ -175,6 +176,41 @@ def reward_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+PREF_LABELS = {"reference": "reference", "best_of_4": "best-of-4 (reward model)", "ppo_env": "PPO, environment reward",
+               "ppo_rm": "PPO, reward model", "rloo_rm": "RLOO, reward model", "dpo_offline": "DPO, human pairs",
+               "dpo_on_policy": "DPO, on-policy pairs"}
+
+
+def prefs_table(report: dict) -> str:
+    """`bench prefs` (benchmarks/prefs.json) as a Markdown table, one row per method and seed: reward model,
+    environment reward and judge with the judge's change against the reference [95 % CI], the judge's win rate,
+    KL, distinct-2, perplexity, and the training wall and CPU minutes (lesson 07 and the README quote it)."""
+    lines = ["| method | seed | reward model | environment | judge | judge change [95 % CI] | win rate | KL | "
+             "distinct-2 | perplexity | train min (wall / CPU) |", "|---|---|" + "---|" * 9]
+    for method, by_seed in report["methods"].items():
+        for seed, row in by_seed.items():
+            change = row["judge_change"]
+            t = row["train"]
+            cost = f"{t['wall_s'] / 60:.1f} / {t['cpu_s'] / 60:.1f}" if t["replies"] else \
+                ("sampling only" if method == "best_of_4" else "-")
+            lines.append(f"| {PREF_LABELS.get(method, method)} | {seed.removeprefix('seed')} | {row['reward_model']:+.3f} | "
+                         f"{row['reward']:+.3f} | {row['judge']:.3f} | {change['mean']:+.3f} [{change['ci95'][0]:+.3f}, "
+                         f"{change['ci95'][1]:+.3f}] | {row['judge_win_rate']:.2f} | {row['kl']:.2f} | "
+                         f"{row['distinct_2']:.2f} | {row['perplexity']:.2f} | {cost} |")
+    return "\n".join(lines)
+
+
+def prefs_samples(report: dict) -> str:
+    """The sample table of `bench prefs`: one reply per method to the same held-out people (first seed)."""
+    methods = list(report["methods"])
+    lines = ["| person says | " + " | ".join(PREF_LABELS.get(m, m) for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for row in report["samples"]:
+        cells = [row["says"], *(row[m] for m in methods)]
+        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") or "(empty)" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
     """Respond-mode throughput: `batch` people, each answered every step, perceived in one listener call."""
 
@@ -318,8 +354,9 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
     wall, cpu = time.perf_counter(), time.process_time()
     if method in ("ppo_env", "ppo_rm", "rloo_rm"):
         algorithm = method.split("_")[0]
-        cfg = rlhf.RLHFConfig(algorithm=algorithm, seed=seed, progress=False,
-                              steps=max(budget // rlhf.RLHFConfig.batch_size, 1))
+        batch = max(min(rlhf.RLHFConfig.batch_size, budget) // 4 * 4, 4)  # 4 replies per person, 2 minibatches
+        cfg = rlhf.RLHFConfig(algorithm=algorithm, seed=seed, progress=False, batch_size=batch,
+                              steps=max(budget // batch, 1))
         kept = {}
 
         def keep(step: int, record: dict) -> None:  # adapters along the way, for the over-optimisation curve
@@ -331,8 +368,10 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
         train.update(replies=cfg.steps * cfg.batch_size, steps=cfg.steps, config=cfg.__dict__.copy())
     elif method.startswith("dpo"):
         source = method.removeprefix("dpo_")
-        per_step = dpo.DPOConfig(source=source).replies_per_step()
-        cfg = dpo.DPOConfig(source=source, seed=seed, progress=False, steps=max(budget // per_step, 1))
+        # offline: pairs per step (two human replies each); on-policy: sampled replies, 4 per person
+        batch = max(min(24, budget // 2), 1) if source == "offline" else max(min(24, budget) // 4 * 4, 4)
+        cfg = dpo.DPOConfig(source=source, seed=seed, progress=False, batch_size=batch)
+        cfg.steps = max(budget // cfg.replies_per_step(), 1)
         pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
         policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
                                         score_fn=rm)
@@ -409,8 +448,10 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
     samples = [{"emotion": heldout[i].emotion, "says": heldout[i].opening,
                 **{m: runs[m][seeds[0]]["replies"][i * k] for m in runs}} for i in shown[:SAMPLE_PEOPLE]]
     report_path = Path(reward_model).parent / "report.json"
+    weights = Path(reward_model) / "model.safetensors"
     return {"benchmark": "prefs", "budget_replies": budget, "seeds": list(seeds), "eval_samples": eval_samples,
             "heldout_people": len(reference["replies"]) // k, "reward_model": str(reward_model),
+            "reward_model_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,
             "reward_model_command": json.loads(report_path.read_text()).get("command") if report_path.is_file()
             else None, "methods": table, "samples": samples,
             "overoptimisation": {f"rloo_rm-s{s}": runs["rloo_rm"][s]["curve"] for s in seeds if "rloo_rm" in runs},
