@@ -8,7 +8,9 @@ the device:
 * the reward model's Bradley-Terry loop (`camp.reward_model.train_reward_model`), the same two ways;
 * the PPO loop (`camp.ppo.train_ppo`) on emotion guessing with synthetic features, in float32 (a linear head
   has no mixed-precision option);
-* token-level PPO (`camp.rlhf.train_rlhf`), with float32 weights and with bfloat16 weights plus bf16 autocast.
+* token-level PPO (`camp.rlhf.train_rlhf`), with float32 weights and with bfloat16 weights plus bf16 autocast,
+  and the same loop as RLOO (no critic);
+* DPO (`camp.dpo.train_dpo`) on the corpus's pairs and on the policy's own samples, the same two ways.
 
 For each it asserts that parameters live on the device, every logged loss is finite, and a run stopped part-way
 and resumed from its checkpoint ends where an uninterrupted run does; then it prints a table (and writes it as
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,16 +169,16 @@ def ppo_loop(device: torch.device, precision: str, folder: Path) -> dict:
             "steps": 6}
 
 
-def token_ppo(device: torch.device, precision: str, folder: Path) -> dict:
+def _tiny_policy(device: torch.device, precision: str):
+    """A 2-layer Llama policy with LoRA, and its tokenizer: `make()` builds the same fresh policy each time."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from camp import data, lm, rlhf
+    from camp import lm
 
     tok = tokenizer(padding_side="left")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    people = data.load_situations()[:8]
 
-    def policy():
+    def make():
         torch.manual_seed(0)
         base = LlamaForCausalLM(LlamaConfig(
             vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -183,14 +186,43 @@ def token_ppo(device: torch.device, precision: str, folder: Path) -> dict:
             pad_token_id=tok.pad_token_id, bos_token_id=None)).to(dtype)
         return lm.PolicyWithValue(base, tok, target_modules=("q_proj", "v_proj")).to(device)
 
-    def score(replies, who):  # a stand-in for the environment: longer replies score higher
-        return np.array([len(r.split()) / 8 for r in replies], dtype=float)
+    return make, tok
+
+
+def _longer(replies, who):  # a stand-in for the environment or a reward model: longer replies score higher
+    return np.array([len(r.split()) / 8 for r in replies], dtype=float)
+
+
+def token_ppo(device: torch.device, precision: str, folder: Path, algorithm: str = "ppo") -> dict:
+    from camp import data, rlhf
+
+    policy, tok = _tiny_policy(device, precision)
+    people = data.load_situations()[:8]
 
     def run(sub="straight", **kw):
-        cfg = rlhf.RLHFConfig(steps=3, batch_size=4, replies_per_person=2, n_minibatches=1, ppo_epochs=1,
-                              max_new_tokens=6, mixed_precision=precision, checkpoint_dir=str(folder / sub),
-                              checkpoint_every=1, progress=False)
-        return rlhf.train_rlhf(policy(), tok, people, cfg, score_fn=score, **kw)
+        cfg = rlhf.RLHFConfig(algorithm=algorithm, steps=3, batch_size=4, replies_per_person=2, n_minibatches=1,
+                              ppo_epochs=1, max_new_tokens=6, mixed_precision=precision,
+                              checkpoint_dir=str(folder / sub), checkpoint_every=1, progress=False)
+        return rlhf.train_rlhf(policy(), tok, people, cfg, score_fn=_longer, **kw)
+
+    straight, history = run()
+    _interrupted(lambda callback: run("cut", callback=callback), 3)
+    resumed, _ = run("cut", resume=True)
+    return {"on device": _on(straight, device), "finite": _finite(history), "resume gap": _gap(straight, resumed),
+            "steps": len(history)}
+
+
+def dpo_loop(device: torch.device, precision: str, folder: Path, source: str = "offline") -> dict:
+    from camp import data, dpo
+
+    policy, tok = _tiny_policy(device, precision)
+    pairs, people = data.load_preferences("train")[:16], data.load_situations()[:8]
+
+    def run(sub="straight", **kw):
+        cfg = dpo.DPOConfig(source=source, steps=3, batch_size=4, replies_per_person=2, max_new_tokens=6,
+                            max_reply_tokens=12, mixed_precision=precision, checkpoint_dir=str(folder / sub),
+                            checkpoint_every=1, progress=False)
+        return dpo.train_dpo(policy(), tok, cfg, pairs=pairs, situations=people, score_fn=_longer, **kw)
 
     straight, history = run()
     _interrupted(lambda callback: run("cut", callback=callback), 3)
@@ -200,7 +232,10 @@ def token_ppo(device: torch.device, precision: str, folder: Path) -> dict:
 
 
 CHECKS = (("classifier loop", classifier, ("no", "bf16")), ("reward model", reward_model, ("no", "bf16")),
-          ("PPO loop", ppo_loop, ("no",)), ("token-level PPO", token_ppo, ("no", "bf16")))
+          ("PPO loop", ppo_loop, ("no",)), ("token-level PPO", token_ppo, ("no", "bf16")),
+          ("token-level RLOO", partial(token_ppo, algorithm="rloo"), ("no", "bf16")),
+          ("DPO, offline", dpo_loop, ("no", "bf16")),
+          ("DPO, on-policy", partial(dpo_loop, source="on_policy"), ("no", "bf16")))
 # A resumed run repeats the same arithmetic; on a GPU some kernels are not bit-exact, so allow a little.
 TOLERANCE = {"no": 1e-4, "bf16": 5e-2}
 

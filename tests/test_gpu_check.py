@@ -40,6 +40,8 @@ def test_gpu_check_passes_on_a_bare_machine_cpu_standing_in(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["check"], r["precision"]) for r in rows] == [
         ("classifier loop", "fp32"), ("classifier loop", "bf16"), ("reward model", "fp32"),
-        ("reward model", "bf16"), ("PPO loop", "fp32"), ("token-level PPO", "fp32"), ("token-level PPO", "bf16")]
+        ("reward model", "bf16"), ("PPO loop", "fp32"), ("token-level PPO", "fp32"), ("token-level PPO", "bf16"),
+        ("token-level RLOO", "fp32"), ("token-level RLOO", "bf16"), ("DPO, offline", "fp32"), ("DPO, offline", "bf16"),
+        ("DPO, on-policy", "fp32"), ("DPO, on-policy", "bf16")]
     assert all(r["ok"] and r["on device"] and r["finite"] for r in rows), rows
     assert all(r["resume gap"] == 0.0 for r in rows if r["precision"] == "fp32"), rows  # a CPU is bit-exact
