@@ -29,6 +29,8 @@ def test_each_method_is_measured_against_the_same_reference(tiny):
     assert best["reward_model"] >= ref["reward_model"]  # picked by the reward model: never worse on it
     assert dpo["train"]["replies"] == 4 and dpo["train"]["steps"] == 1 and dpo["train"]["cpu_s"] > 0
     assert report["heldout_people"] == 2 and report["budget_replies"] == 4
+    spearman = report["spearman_with_judge_on_reference_samples"]["seed0"]
+    assert set(spearman) == {"reward_model", "environment"} and spearman["environment"]["n"] == 2
     assert {json.loads(p.read_text())["method"] for p in (folder / "work").glob("*-s0.json")} == \
         {"reference", "best_of_4", "dpo_offline"}
 

@@ -396,6 +396,14 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
     return {"method": method, "seed": seed, "train": train, "history": history, "curve": curve, **result}
 
 
+def _spearman(a, b) -> dict:
+    """Spearman's rank correlation of two score lists, with its p-value (scipy)."""
+    from scipy.stats import spearmanr
+
+    result = spearmanr(a, b)
+    return {"rho": round(float(result.statistic), 4), "p": round(float(result.pvalue), 4), "n": len(a)}
+
+
 def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...] = (0, 1), eval_samples: int = 2,
           methods: tuple[str, ...] = PREF_METHODS, curve_every: int = 4, people: int | None = None) -> dict:
     """Lesson 07's comparison. Each (method, seed) is trained from the same reference policy on `budget` training
@@ -449,11 +457,18 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
                 **{m: runs[m][seeds[0]]["replies"][i * k] for m in runs}} for i in shown[:SAMPLE_PEOPLE]]
     report_path = Path(reward_model).parent / "report.json"
     weights = Path(reward_model) / "model.safetensors"
+    agreement = {}  # on the reference's own samples: does each scorer rank replies as the judge does?
+    for seed in seeds:
+        ref = runs["reference"][seed]
+        judged = ref["judge_scores"]
+        agreement[f"seed{seed}"] = {name: _spearman(ref[key], judged) for name, key in
+                                    (("reward_model", "reward_model_scores"), ("environment", "scores"))}
     return {"benchmark": "prefs", "budget_replies": budget, "seeds": list(seeds), "eval_samples": eval_samples,
             "heldout_people": len(reference["replies"]) // k, "reward_model": str(reward_model),
             "reward_model_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,
             "reward_model_command": json.loads(report_path.read_text()).get("command") if report_path.is_file()
             else None, "methods": table, "samples": samples,
+            "spearman_with_judge_on_reference_samples": agreement,
             "overoptimisation": {f"rloo_rm-s{s}": runs["rloo_rm"][s]["curve"] for s in seeds if "rloo_rm" in runs},
             "machine": {"python": platform.python_version(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()},
