@@ -89,6 +89,31 @@ def _kill_after_checkpoint(cmd: list[str], path: Path, min_step: int, timeout: f
     return step
 
 
+def _resumed_history_matches(cli, tmp_path: Path, keys: tuple[str, ...], steps: int = 4, abs_tol: float = 1e-4):
+    """Train with `cli(out, *extra)` (a training command with `steps` steps, a checkpoint every step) straight
+    through, and again SIGKILLed after its second checkpoint then resumed with --resume; each logged `key` of
+    the two histories must agree at every step."""
+    import json
+    import subprocess
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(cli(straight), check=True, capture_output=True, timeout=600)
+    step = _kill_after_checkpoint(cli(killed), killed / "checkpoint.safetensors", min_step=2)
+    assert 2 <= step < steps and not (killed / "history.json").exists()
+    subprocess.run(cli(killed, "--resume"), check=True, capture_output=True, timeout=600)
+    a = json.loads((straight / "history.json").read_text())
+    b = json.loads((killed / "history.json").read_text())
+    assert [h["step"] for h in b] == list(range(1, steps + 1))
+    for key in keys:
+        assert [h[key] for h in a] == pytest.approx([h[key] for h in b], abs=abs_tol), key
+
+
+@pytest.fixture
+def resumed_history_matches():
+    """A training CLI killed with SIGKILL part-way and resumed logs what an uninterrupted run logs."""
+    return _resumed_history_matches
+
+
 @pytest.fixture
 def kill_after_checkpoint():
     """A training subprocess killed with SIGKILL part-way, as a crash or a lost Colab session would."""

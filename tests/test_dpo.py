@@ -1,7 +1,5 @@
 """camp.dpo: the loss, on-policy pairs, the pair batch, the loop's guards, exact resume, and the train-dpo CLI."""
 
-import json
-import subprocess
 import sys
 
 import numpy as np
@@ -134,19 +132,9 @@ def _cli(out, *extra):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_cli(straight), check=True, capture_output=True, timeout=600)
-
-    step = kill_after_checkpoint(_cli(killed), killed / "checkpoint.safetensors", min_step=2)
-    assert 2 <= step < 4 and not (killed / "history.json").exists()
-
-    subprocess.run(_cli(killed, "--resume"), check=True, capture_output=True, timeout=600)
-    a = json.loads((straight / "history.json").read_text())
-    b = json.loads((killed / "history.json").read_text())
-    assert [h["step"] for h in b] == list(range(1, 5))
-    for key in ("loss/dpo", "rewards/chosen", "rewards/rejected", "objective/logratio"):
-        assert [h[key] for h in a] == pytest.approx([h[key] for h in b], abs=1e-5), key
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, resumed_history_matches):
+    resumed_history_matches(_cli, tmp_path, ("loss/dpo", "rewards/chosen", "rewards/rejected", "objective/logratio"),
+                            abs_tol=1e-5)
 
 
 def test_cli_on_policy_without_a_reward_model_says_what_to_pass(tmp_path, capsys):

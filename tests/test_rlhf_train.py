@@ -1,6 +1,5 @@
 """camp.rlhf's loop on the real SmolLM2-135M: guards, temperature, evaluation, and SIGKILL then resume."""
 
-import json
 import math
 import subprocess
 import sys
@@ -153,19 +152,9 @@ def _cli(out, *extra):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kill_after_checkpoint):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_cli(straight), check=True, capture_output=True, timeout=600)
-
-    step = kill_after_checkpoint(_cli(killed), killed / "checkpoint.safetensors", min_step=2)
-    assert 2 <= step < 4 and not (killed / "history.json").exists()
-
-    subprocess.run(_cli(killed, "--resume"), check=True, capture_output=True, timeout=600)
-    a = json.loads((straight / "history.json").read_text())
-    b = json.loads((killed / "history.json").read_text())
-    assert [h["step"] for h in b] == list(range(1, 5))
-    for key in ("reward/score", "objective/kl", "objective/beta", "loss/policy", "loss/value"):
-        assert [h[key] for h in a] == pytest.approx([h[key] for h in b], abs=1e-4), key
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, resumed_history_matches):
+    resumed_history_matches(_cli, tmp_path, ("reward/score", "objective/kl", "objective/beta", "loss/policy",
+                                             "loss/value"))
 
 
 def test_bench_rl_reports_both_loops_on_the_same_work():
