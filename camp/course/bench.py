@@ -370,8 +370,9 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
         source = method.removeprefix("dpo_")
         # offline: pairs per step (two human replies each); on-policy: sampled replies, 4 per person
         batch = max(min(24, budget // 2), 1) if source == "offline" else max(min(24, budget) // 4 * 4, 4)
-        cfg = dpo.DPOConfig(source=source, seed=seed, progress=False, batch_size=batch)
-        cfg.steps = max(budget // cfg.replies_per_step(), 1)
+        per_step = 2 * batch if source == "offline" else batch  # DPOConfig.replies_per_step
+        cfg = dpo.DPOConfig(source=source, seed=seed, progress=False, batch_size=batch,
+                            steps=max(budget // per_step, 1))
         pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
         policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
                                         score_fn=rm)
