@@ -78,11 +78,16 @@ def sentence_mask(tokens: torch.Tensor, ends: torch.Tensor, sentences: int) -> t
     """
     if sentences <= 0:
         return torch.ones_like(tokens)
-    is_end = ends.to(tokens.device)[tokens].long()  # (B, R)
-    after_end = torch.cat([torch.zeros_like(is_end[:, :1]), is_end[:, :-1]], dim=1)
-    new_end = is_end * (1 - after_end)  # the first token of each run of ends
+    new_end = _sentence_ends_at(tokens, ends)
     finished_before = new_end.cumsum(-1) - new_end  # sentences ended before this token
     return (finished_before < sentences).long()
+
+
+def _sentence_ends_at(tokens: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """(B, R) 1 where a sentence ends: the first token of each run of ending tokens."""
+    is_end = ends.to(tokens.device)[tokens].long()
+    after_end = torch.cat([torch.zeros_like(is_end[:, :1]), is_end[:, :-1]], dim=1)
+    return is_end * (1 - after_end)
 
 
 class SentenceStop:
@@ -93,10 +98,7 @@ class SentenceStop:
         self.ends, self.start, self.sentences = ends, prompt_length, sentences
 
     def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
-        reply = input_ids[:, self.start:]
-        is_end = self.ends.to(reply.device)[reply].long()
-        after_end = torch.cat([torch.zeros_like(is_end[:, :1]), is_end[:, :-1]], dim=1)
-        return (is_end * (1 - after_end)).sum(-1) >= self.sentences
+        return _sentence_ends_at(input_ids[:, self.start:], self.ends).sum(-1) >= self.sentences
 
 
 def response_logprobs(model: nn.Module, batch: dict,
