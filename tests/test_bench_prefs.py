@@ -57,3 +57,51 @@ def test_tables_show_every_method_and_sample(tiny):
     samples = bench.prefs_samples(report)
     assert len(report["samples"]) == 1  # both people are sad: the first person of each emotion
     assert report["samples"][0]["says"] in samples and report["samples"][0]["dpo_offline"].replace("|", "/") in samples
+
+
+def test_a_method_run_by_another_process_is_left_to_it(tmp_path, monkeypatch):
+    # Two bench processes may share one work folder; each (method, seed) is claimed with a lock holding a pid.
+    import os
+    import subprocess
+    import sys
+
+    from camp.reward_model import RewardModel
+
+    assert bench._claim(tmp_path / "a.lock") and (tmp_path / "a.lock").read_text() == str(os.getpid())
+    assert not bench._claim(tmp_path / "a.lock")  # held by a live process (this one)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "b.lock").write_text(dead.stdout.strip())
+    assert bench._claim(tmp_path / "b.lock")  # its holder is gone: a killed bench's run is taken over
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a (method, seed) claimed by another process was run here")
+
+    monkeypatch.setattr(bench, "_pref_run", must_not_train)
+    RewardModel.from_encoder("auto", seed=0).save(tmp_path / "rm")
+    for method in ("reference", "ppo_rm"):
+        (tmp_path / f"{method}-s0.lock").write_text(str(os.getpid()))
+    with pytest.raises(bench.BenchPending, match="reference-s0, ppo_rm-s0 are being run by another"):
+        bench.prefs(str(tmp_path), str(tmp_path / "rm"), budget=4, seeds=(0,), methods=("reference", "ppo_rm"))
+
+
+def test_each_trained_method_gets_the_same_budget():
+    for method in bench.TRAINED_PREF_METHODS:
+        cfg = bench._pref_config(method, seed=0, budget=480)
+        assert cfg.steps * cfg.replies_per_step() == 480 if method.startswith("dpo") else \
+            cfg.steps * cfg.batch_size == 480, method
+    with pytest.raises(ValueError, match="does not train"):
+        bench._pref_config("best_of_4", seed=0, budget=480)
+
+
+@pytest.mark.slow
+def test_timing_compares_steps_side_by_side(tmp_path):
+    from camp.reward_model import RewardModel
+
+    RewardModel.from_encoder("auto", seed=0).save(tmp_path / "rm")
+    report = bench.prefs_timing(str(tmp_path / "rm"), steps=2, budget=8, methods=("ppo_env", "dpo_offline"))
+    rows = report["methods"]
+    assert rows["ppo_env"]["ratio_to_ppo_env"] == 1.0 and rows["dpo_offline"]["ratio_to_ppo_env"] > 0
+    assert all(r["steps_timed"] == 1 and r["step_s"] > 0 for r in rows.values())  # warm-up step left out
+    assert rows["ppo_env"]["budget_steps"] == rows["dpo_offline"]["budget_steps"] == 1  # 8 replies, or 4 pairs
+    with pytest.raises(ValueError, match="at least 2"):
+        bench.prefs_timing(str(tmp_path / "rm"), steps=1)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -339,10 +341,79 @@ PREF_METHODS = ("reference", "best_of_4", "ppo_env", "ppo_rm", "rloo_rm", "dpo_o
 SAMPLE_PEOPLE = 6  # the sample table: one reply per method for the first held-out person of each emotion
 
 
+TRAINED_PREF_METHODS = ("ppo_env", "ppo_rm", "rloo_rm", "dpo_offline", "dpo_on_policy")
+
+
+def _pref_config(method: str, seed: int, budget: int, **overrides):
+    """The training config of one bench method: `budget` generated training replies (for offline DPO, human-written
+    ones, two per pair), 24 a step, 4 replies per person where the method samples."""
+    from camp import dpo, rlhf
+
+    if method not in TRAINED_PREF_METHODS:
+        raise ValueError(f"{method!r} does not train; the trained methods are {', '.join(TRAINED_PREF_METHODS)}")
+    if method.startswith("dpo"):
+        source = method.removeprefix("dpo_")
+        # offline: pairs per step (two human replies each); on-policy: sampled replies, 4 per person
+        batch = max(min(24, budget // 2), 1) if source == "offline" else max(min(24, budget) // 4 * 4, 4)
+        per_step = 2 * batch if source == "offline" else batch  # DPOConfig.replies_per_step
+        return dpo.DPOConfig(**{"source": source, "seed": seed, "progress": False, "batch_size": batch,
+                                "steps": max(budget // per_step, 1), **overrides})
+    batch = max(min(rlhf.RLHFConfig.batch_size, budget) // 4 * 4, 4)  # 4 replies per person, 2 minibatches
+    return rlhf.RLHFConfig(**{"algorithm": method.split("_")[0], "seed": seed, "progress": False,
+                              "batch_size": batch, "steps": max(budget // batch, 1), **overrides})
+
+
+def prefs_timing(reward_model: str, steps: int = 3, budget: int = 480, seed: int = 0,
+                 methods: tuple[str, ...] = TRAINED_PREF_METHODS) -> dict:
+    """Wall time per training step of each trained bench method, measured one after another in one process, so
+    the ratios compare like with like on a noisy machine. Each method trains `steps` steps of its bench config
+    from the reference; the first step (warm-up) is left out of the mean. `budget_minutes` scales the mean to the
+    bench's full budget; `ratio_to_ppo_env` is against lesson 06's recipe (PPO on the environment reward).
+    The load average before and after is recorded: run it while nothing else does."""
+    from camp import data, dpo, env, lm, rlhf, utils
+    from camp.reward_model import RewardModel
+
+    if steps < 2:
+        raise ValueError(f"steps={steps}: the first step is warm-up and is dropped, so time at least 2")
+    rm = RewardModel.load(reward_model)
+    train_people, heldout = rlhf.split_situations(data.load_situations())
+    pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
+    load_before, rows = os.getloadavg(), {}
+    for method in methods:
+        utils.set_seed(seed)
+        policy = lm.PolicyWithValue.from_pretrained("auto")
+        cfg = _pref_config(method, seed, budget, steps=steps)
+        full_steps = _pref_config(method, seed, budget).steps
+        if method.startswith("dpo"):
+            _, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
+                                       score_fn=rm)
+        else:
+            _, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg,
+                                         score_fn=env.ReplyScorer() if method == "ppo_env" else rm)
+        timed = [r["time/step_s"] for r in history[1:]]
+        rows[method] = {"step_s": round(float(np.mean(timed)), 2), "steps_timed": len(timed),
+                        "budget_steps": full_steps, "budget_minutes": round(float(np.mean(timed)) * full_steps / 60, 1)}
+    base = rows.get("ppo_env", {}).get("step_s")
+    for row in rows.values():
+        row["ratio_to_ppo_env"] = round(row["step_s"] / base, 2) if base else None
+    return {"benchmark": "prefs_timing", "budget_replies": budget, "seed": seed, "methods": rows,
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads()}, "date": time.strftime("%Y-%m-%d")}
+
+
 def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_every: int,
-              people: int | None = None) -> dict:
+              people: int | None = None, work: Path | None = None) -> dict:
     """Train (or not) one method from the reference policy with `budget` training replies; measure it on the 72
-    held-out people. Returns the evaluation plus training wall time, CPU time and history."""
+    held-out people. Returns the evaluation plus training wall time, CPU time and history.
+
+    With `work`, training checkpoints every step to `work/<method>-s<seed>.ckpt/` (and the over-optimisation
+    curve's adapters beside them), so a bench killed mid-run continues from its last step. The training wall
+    time is then the sum of the steps' own times, the same whether or not the run was interrupted."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
     from camp import data, dpo, env, lm, rlhf, utils
 
     utils.set_seed(seed)
@@ -351,36 +422,39 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
     heldout = heldout[:people]
     measure = dict(seed=seed, samples_per_person=eval_samples, scorers={"reward_model": rm})
     history, curve, train = [], [], {"wall_s": 0.0, "cpu_s": 0.0, "replies": 0, "steps": 0}
+    folder = work / f"{method}-s{seed}.ckpt" if work else None
+    saved = {"checkpoint_dir": str(folder), "checkpoint_every": 1} if folder else {}
+    resume = bool(folder) and (folder / "checkpoint.safetensors").is_file()
     wall, cpu = time.perf_counter(), time.process_time()
     if method in ("ppo_env", "ppo_rm", "rloo_rm"):
-        algorithm = method.split("_")[0]
-        batch = max(min(rlhf.RLHFConfig.batch_size, budget) // 4 * 4, 4)  # 4 replies per person, 2 minibatches
-        cfg = rlhf.RLHFConfig(algorithm=algorithm, seed=seed, progress=False, batch_size=batch,
-                              steps=max(budget // batch, 1))
+        cfg = _pref_config(method, seed, budget, **saved)
         kept = {}
 
         def keep(step: int, record: dict) -> None:  # adapters along the way, for the over-optimisation curve
             if curve_every and (step % curve_every == 0 or step == cfg.steps):
                 kept[step] = policy.adapter_state()
+                if folder:  # kept on disk too, for a bench that continues after a kill
+                    save_file(kept[step], folder / f"curve-{step}.safetensors.tmp")
+                    os.replace(folder / f"curve-{step}.safetensors.tmp", folder / f"curve-{step}.safetensors")
 
-        policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg,
+        policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, resume=resume,
                                           score_fn=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep)
+        if folder:
+            kept = {int(f.stem.split("-")[1].split(".")[0]): load_file(f) for f in folder.glob("curve-*.safetensors")}
         train.update(replies=cfg.steps * cfg.batch_size, steps=cfg.steps, config=cfg.__dict__.copy())
     elif method.startswith("dpo"):
-        source = method.removeprefix("dpo_")
-        # offline: pairs per step (two human replies each); on-policy: sampled replies, 4 per person
-        batch = max(min(24, budget // 2), 1) if source == "offline" else max(min(24, budget) // 4 * 4, 4)
-        per_step = 2 * batch if source == "offline" else batch  # DPOConfig.replies_per_step
-        cfg = dpo.DPOConfig(source=source, seed=seed, progress=False, batch_size=batch,
-                            steps=max(budget // per_step, 1))
+        cfg = _pref_config(method, seed, budget, **saved)
         pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
         policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
-                                        score_fn=rm)
+                                        score_fn=rm, resume=resume)
         train.update(replies=cfg.steps * cfg.replies_per_step(), steps=cfg.steps, config=cfg.__dict__.copy())
         kept = {}
     else:
         kept = {}
     train.update(wall_s=round(time.perf_counter() - wall, 1), cpu_s=round(time.process_time() - cpu, 1))
+    if history:  # resumption-proof: the steps' own times (setup aside)
+        train.update(steps_wall_s=round(sum(r["time/step_s"] for r in history), 1),
+                     resumed=resume)
     wall, cpu = time.perf_counter(), time.process_time()
     if method == "best_of_4":
         result = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=True, best_of=4, best_by=rm,
@@ -394,7 +468,34 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
                                       scorers={"reward_model": rm})
         curve.append({"step": step, **{k: point[k] for k in ("reward_model", "judge", "reward", "kl", "distinct_2")},
                       "judge_scores": point["judge_scores"], "reward_model_scores": point["reward_model_scores"]})
+    if folder and folder.is_dir():
+        shutil.rmtree(folder)  # the run is done; its JSON keeps everything the bench reports
     return {"method": method, "seed": seed, "train": train, "history": history, "curve": curve, **result}
+
+
+class BenchPending(RuntimeError):
+    """Some (method, seed) of `prefs` is still being run by another process sharing the work folder."""
+
+
+def _claim(lock: Path) -> bool:
+    """Take `lock` for this process; False while a live process holds it. A lock left by a killed process (its
+    pid gone) is taken over, so a bench killed mid-run continues from its checkpoint."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return False  # its holder is alive
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # stale: its holder died
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
 
 
 def _spearman(a, b) -> dict:
@@ -424,16 +525,28 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
     folder.mkdir(parents=True, exist_ok=True)
     rm = RewardModel.load(reward_model)
     runs: dict[str, dict[int, dict]] = {}
+    elsewhere = []  # (method, seed) another bench process is running: two can share one work folder
     for seed in seeds:
         for method in ("reference", *[m for m in methods if m != "reference"]):
             path = folder / f"{method}-s{seed}.json"
-            if path.is_file():
-                run = json.loads(path.read_text())
-            else:
-                run = _pref_run(method, seed, budget, rm, eval_samples, curve_every if method == "rloo_rm" else 0,
-                                people)
-                utils.atomic_write_bytes(path, json.dumps(run).encode())
+            if not path.is_file():
+                if not _claim(folder / f"{method}-s{seed}.lock"):
+                    elsewhere.append(f"{method}-s{seed}")
+                    continue
+                try:
+                    run = _pref_run(method, seed, budget, rm, eval_samples,
+                                    curve_every if method == "rloo_rm" else 0, people, folder)
+                    utils.atomic_write_bytes(path, json.dumps(run).encode())
+                finally:
+                    (folder / f"{method}-s{seed}.lock").unlink(missing_ok=True)
+            run = json.loads(path.read_text())
+            if run["history"] and "steps_wall_s" not in run["train"]:  # saved before steps_wall_s existed
+                run["train"]["steps_wall_s"] = round(sum(r["time/step_s"] for r in run["history"]), 1)
             runs.setdefault(method, {})[seed] = run
+    if elsewhere:
+        raise BenchPending(f"{', '.join(elsewhere)} are being run by another bench process (see the .lock files in "
+                           f"{folder}); everything else is saved. Run the same command again once they finish to "
+                           "build the report.")
     table = {}
     for method, by_seed in runs.items():
         row = {}
@@ -480,9 +593,19 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "prefs":
         if not args.reward_model:
             raise SystemExit("bench prefs needs --reward-model DIR/model (train one: python -m camp train-reward)")
-        result = prefs(args.work or "runs/bench-prefs", args.reward_model, budget=args.budget,
-                       seeds=tuple(args.seeds or (0, 1)), eval_samples=args.eval_samples,
-                       methods=tuple(args.methods or PREF_METHODS))
+        try:
+            result = prefs(args.work or "runs/bench-prefs", args.reward_model, budget=args.budget,
+                           seeds=tuple(args.seeds or (0, 1)), eval_samples=args.eval_samples,
+                           methods=tuple(args.methods or PREF_METHODS))
+        except BenchPending as err:
+            print(err)
+            return 3
+    elif args.what == "prefs-timing":
+        if not args.reward_model:
+            raise SystemExit("bench prefs-timing needs --reward-model DIR/model (train one: python -m camp "
+                             "train-reward)")
+        result = prefs_timing(args.reward_model, steps=args.steps or 3, budget=args.budget,
+                              methods=tuple(args.methods or TRAINED_PREF_METHODS))
     elif args.what == "env":
         result = env_speed()
     elif args.what == "policies":
