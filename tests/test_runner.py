@@ -66,3 +66,13 @@ def test_a_run_prints_nothing_on_stderr(tmp_path, capfd):
     course = _course_with(tmp_path, [new_code_cell("x = 1")])
     run = runner.execute(course / "solutions" / "01_broken" / "01_broken.ipynb", tmp_path / "out.ipynb", quick=True)
     assert run.ok and capfd.readouterr().err == ""
+
+
+def test_a_lesson_is_chosen_by_its_number_or_refused_by_name(tmp_path):
+    from camp.course.release import CourseError
+
+    course = _course_with(tmp_path, [new_code_cell("x = 1")])
+    _, runs = runner.run_all(course, quick="1", lessons=["1"], out_root=tmp_path / "runs")
+    assert [r.lesson for r in runs] == ["01_broken"] and runs[0].ok
+    with pytest.raises(CourseError, match="no lesson '08'.*there is: 01_broken"):
+        runner.run_all(course, quick="1", lessons=["08"], out_root=tmp_path / "runs")

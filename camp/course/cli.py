@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_doctor)
     p = sub.add_parser("run", help="execute every solution notebook into runs/<timestamp>/ with a report")
     p.add_argument("--quick", default="auto", help="1, 0 or auto (quick on CPU, full on GPU)")
-    p.add_argument("--lesson", action="append", help="run only this lesson (repeatable)")
+    p.add_argument("--lesson", action="append", help="run only this lesson, like 03 (repeatable or a comma list)")
     p.set_defaults(func=_run)
     p = sub.add_parser("progress", help="which graded tests pass in your copies of the lessons (runs each "
                        "notebook in quick mode, or reads saved outputs with --saved)")

@@ -130,8 +130,10 @@ device: {html.escape(device)} &middot; total {sum(r.seconds for r in runs):.1f} 
 def run_all(root: Path, quick: str | bool | None = "auto", lessons: list[str] | None = None,
             out_root: Path | None = None) -> tuple[Path, list[LessonRun]]:
     """Execute the solution notebooks into runs/<timestamp>/ and write the report."""
+    from camp.course.progress import find_notebooks
+
     quick_mode = resolve_quick(quick)
-    names = lessons or release.lesson_names(root)
+    names = list(find_notebooks(root / "solutions", lessons)) if lessons else release.lesson_names(root)
     folder = (out_root or root / "runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=False)
     runs = []
