@@ -105,3 +105,15 @@ def test_timing_compares_steps_side_by_side(tmp_path):
     assert rows["ppo_env"]["budget_steps"] == rows["dpo_offline"]["budget_steps"] == 1  # 8 replies, or 4 pairs
     with pytest.raises(ValueError, match="at least 2"):
         bench.prefs_timing(str(tmp_path / "rm"), steps=1)
+
+
+def test_the_curve_starts_at_the_reference_scored_like_its_checkpoints():
+    # Checkpoints are measured on one reply per person; step 0 takes the reference's first reply to each person.
+    reference = {"samples_per_person": 2, "reward_model_scores": [1.0, 9.0, 3.0, 9.0], "judge_scores": [0.1, 0.9, 0.3, 0.9],
+                 "scores": [0.0, 5.0, 1.0, 5.0]}
+    start = bench._first_reply_point(reference)
+    assert start == {"step": 0, "kl": 0.0, "reward_model": 2.0, "judge": 0.2, "reward": 0.5}
+    table = bench.prefs_curve_table({"overoptimisation": {"rloo_rm-s1": [start, {
+        "step": 4, "kl": 2.25, "reward_model": 1.5, "judge": 0.125}]}})
+    assert table.splitlines()[2:] == ["| RLOO, reward model, seed 1 | 0 | 0.00 | +2.000 | 0.200 |",
+                                      "| RLOO, reward model, seed 1 | 4 | 1.50 | +1.500 | 0.125 |"]

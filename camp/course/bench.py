@@ -202,6 +202,19 @@ def prefs_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def prefs_curve_table(report: dict) -> str:
+    """The over-optimisation curve of `bench prefs` as a Markdown table: for each seed's reward-model-trained RLOO
+    run, the reference (step 0) and the checkpoints along training, with sqrt(KL), the reward model's mean score
+    (the proxy it optimised) and the judge's (which it never saw), one reply per held-out person."""
+    lines = ["| run | step | sqrt(KL) | reward model | judge |", "|---|---|---|---|---|"]
+    for name, points in report["overoptimisation"].items():
+        method, seed = name.rsplit("-s", 1)
+        for point in points:
+            lines.append(f"| {PREF_LABELS.get(method, method)}, seed {seed} | {point['step']} | "
+                         f"{max(point['kl'], 0.0) ** 0.5:.2f} | {point['reward_model']:+.3f} | {point['judge']:.3f} |")
+    return "\n".join(lines)
+
+
 def prefs_samples(report: dict) -> str:
     """The sample table of `bench prefs`: one reply per method to the same held-out people (first seed)."""
     methods = list(report["methods"])
@@ -498,6 +511,15 @@ def _claim(lock: Path) -> bool:
     return False
 
 
+def _first_reply_point(reference: dict) -> dict:
+    """Step 0 of an over-optimisation curve: the reference scored like the checkpoints, on the first of its
+    replies to each held-out person (the curve's points sample one reply per person)."""
+    k = reference["samples_per_person"]
+    return {"step": 0, "kl": 0.0, **{key: round(float(np.mean(reference[scores][::k])), 4) for key, scores in
+                                     (("reward_model", "reward_model_scores"), ("judge", "judge_scores"),
+                                      ("reward", "scores"))}}
+
+
 def _spearman(a, b) -> dict:
     """Spearman's rank correlation of two score lists, with its p-value (scipy)."""
     from scipy.stats import spearmanr
@@ -583,7 +605,8 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
             "reward_model_command": json.loads(report_path.read_text()).get("command") if report_path.is_file()
             else None, "methods": table, "samples": samples,
             "spearman_with_judge_on_reference_samples": agreement,
-            "overoptimisation": {f"rloo_rm-s{s}": runs["rloo_rm"][s]["curve"] for s in seeds if "rloo_rm" in runs},
+            "overoptimisation": {f"rloo_rm-s{s}": [_first_reply_point(runs["reference"][s]), *runs["rloo_rm"][s]["curve"]]
+                                 for s in seeds if "rloo_rm" in runs},
             "machine": {"python": platform.python_version(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()},
             "date": time.strftime("%Y-%m-%d")}
