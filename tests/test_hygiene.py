@@ -40,3 +40,11 @@ def test_each_lesson_states_budget_and_has_quick_parameter(notebook):
     assert nb.cells.index(params[0]) <= 4, "the parameters cell belongs near the top"
     assert "Run-time budget" in nb.cells[0].source, "the first cell states the CPU and GPU run-time budget"
     assert "google.colab" in nb.cells[1].source, "the second cell installs camp on Colab only"
+
+
+def test_the_readme_lesson_table_is_one_table_with_every_lesson():
+    # A blank line inside a Markdown table ends it: the table once rendered as three pieces.
+    lines = (ROOT / "README.md").read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith("| [") and "lessons/" in line]
+    assert rows == list(range(rows[0], rows[0] + len(rows))), "the lesson table has a gap; remove blank lines in it"
+    assert lines[rows[0] - 1].startswith("|---") and len(rows) == len(SOLUTIONS), (len(rows), len(SOLUTIONS))
