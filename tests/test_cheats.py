@@ -141,3 +141,54 @@ def test_rloo_advantages_must_be_written_not_borrowed():
                   lambda r, k: (r.reshape(-1, k) - r.reshape(-1, k).mean(1, keepdim=True)).reshape(-1)):  # keeps self
         with pytest.raises(AssertionError):
             exec(cells["rloo_advantages_tests"], {**names, "my_rloo_advantages": wrong})
+
+
+def _article_names() -> dict:
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from camp import data, models
+
+    path = models.resolve_encoder_name("auto")
+    return {"torch": torch, "DataLoader": DataLoader, "Dataset": Dataset, "models": models, "path": path,
+            "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
+            "tokenizer": AutoTokenizer.from_pretrained(path), "names": list(data.EMOTIONS)}
+
+
+@pytest.mark.slow
+def test_the_article_repair_must_be_written_not_borrowed():
+    cells, names = _cells("02_emotion_classifier"), _article_names()
+    honest = dict(names)
+    exec(cells["article_code"], honest)
+    exec(cells["article_code_tests"], honest)  # the reference answer passes
+    models = names["models"]
+
+    def borrowed_model(path):  # camp's loader builds the right head: the test must refuse it
+        return models.load_encoder(path)[0]
+
+    with pytest.raises(AssertionError, match="build the model yourself"):
+        exec(cells["article_code_tests"], {**honest, "article_model": borrowed_model})
+
+    import camp.metrics
+
+    def borrowed_evaluate(model, dataset, batch_size=16):
+        texts = list(dataset.texts)
+        probs = camp.metrics.predict_proba(model, names["tokenizer"], texts)
+        return [int(p.argmax()) for p in probs], [int(y) for y in dataset.labels]
+
+    with pytest.raises(AssertionError, match="write the loop yourself"):
+        exec(cells["article_code_tests"], {**honest, "article_evaluate": borrowed_evaluate})
+
+    class AsTheArticle(honest["ArticleDataset"]):  # the article's label: torch.tensor([label]), shape (1,)
+        def __getitem__(self, item):
+            return {**super().__getitem__(item), "labels": names["torch"].tensor([self.labels[item]])}
+
+    with pytest.raises(AssertionError, match="0-d tensor"):
+        exec(cells["article_code_tests"], {**honest, "ArticleDataset": AsTheArticle})
+
+    def two_way(path):  # the article's model: no num_labels, so a 2-way head
+        return names["AutoModelForSequenceClassification"].from_pretrained(path)
+
+    with pytest.raises(AssertionError, match="expected 6, got 2"):
+        exec(cells["article_code_tests"], {**honest, "article_model": two_way})
