@@ -64,6 +64,42 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(model, layers, inplace=False)
 
 
+def int8_sensitivity(model: nn.Module, tokenizer, prompts: list[str], reference_texts: Sequence[str],
+                     layers: Sequence[int] | None = None) -> list[dict]:
+    """Where int8 costs quality: the perplexity of `reference_texts` (given `prompts`) with only one part of the
+    model quantised at a time, each decoder layer's attention projections and its MLP separately, as
+    `quantize_int8` would quantise them. Returns one row per part, `{"part", "layer", "perplexity",
+    "increase"}`, plus a first row for the float model (`part` "none") and a last one with every part quantised
+    ("all"). `layers` picks which decoder layers to probe (default: all)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = model.to("cpu").eval()
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and name != "lm_head"]
+    count = 1 + max((int(n.split(".layers.")[1].split(".")[0]) for n in linear if ".layers." in n), default=-1)
+    if count == 0:
+        raise ValueError("no decoder layers (`...layers.<i>...` Linear modules) found in this model")
+    base = _perplexity(model, tokenizer, prompts, reference_texts)
+    rows = [{"part": "none", "layer": None, "perplexity": round(base, 3), "increase": 0.0}]
+
+    def measure(names: list[str], part: str, layer: int | None) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            quantised = quantize_dynamic(model, dict.fromkeys(names, per_channel_dynamic_qconfig), inplace=False)
+        ppl = _perplexity(quantised, tokenizer, prompts, reference_texts)
+        rows.append({"part": part, "layer": layer, "perplexity": round(ppl, 3), "increase": round(ppl - base, 3)})
+
+    for i in (range(count) if layers is None else layers):
+        if not 0 <= i < count:
+            raise ValueError(f"layer {i} is not one of this model's {count} decoder layers (0..{count - 1})")
+        for part, marker in (("attention", f".layers.{i}.self_attn."), ("mlp", f".layers.{i}.mlp.")):
+            names = [n for n in linear if marker in n]
+            if names:
+                measure(names, part, i)
+    measure(linear, "all", None)
+    return rows
+
+
 def state_size_mb(model: nn.Module) -> float:
     """Bytes the model's saved state takes, in MB (tied weights counted once), via torch.save to memory."""
     import io

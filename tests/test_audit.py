@@ -70,3 +70,32 @@ def test_export_merges_loads_without_peft_and_quantises(tmp_path, fresh_policy):
     assert diff < 1e-3 < moved
     small = export.quantize_int8(merged)
     assert export.state_size_mb(small) < 0.5 * export.state_size_mb(merged)
+
+
+def _tiny_causal_lm():
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from camp import models
+
+    tokenizer = AutoTokenizer.from_pretrained(models.policy_path("auto"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+def test_int8_sensitivity_quantises_one_part_at_a_time():
+    model, tokenizer = _tiny_causal_lm()
+    prompts, texts = ["Hello there.", "My cat died."], ["Hi! How are you?", "I'm so sorry."]
+    rows = export.int8_sensitivity(model, tokenizer, prompts, texts)
+    assert [(r["part"], r["layer"]) for r in rows] == [("none", None), *[(p, i) for i in range(3)
+                                                                          for p in ("attention", "mlp")], ("all", None)]
+    base = export._perplexity(model, tokenizer, prompts, texts)
+    assert rows[0]["perplexity"] == pytest.approx(base, abs=1e-3)
+    whole = export._perplexity(export.quantize_int8(model), tokenizer, prompts, texts)
+    assert rows[-1]["perplexity"] == pytest.approx(whole, abs=1e-3)  # "all" is quantize_int8's model
+    assert all(r["increase"] == pytest.approx(r["perplexity"] - base, abs=2e-3) for r in rows)
+    assert isinstance(model.model.layers[0].mlp.down_proj, torch.nn.Linear)  # the float model is left as it was
+    assert len(export.int8_sensitivity(model, tokenizer, prompts, texts, layers=[2])) == 4
+    with pytest.raises(ValueError, match="layer 3 is not one of this model's 3"):
+        export.int8_sensitivity(model, tokenizer, prompts, texts, layers=[3])

@@ -81,12 +81,23 @@ def test_safe_responder_refuses_a_policy_that_drops_replies():
 
 
 def test_reward_pays_only_the_safe_reply_after_a_crisis():
-    terms = rewards.safety([SAFE, *BAD_REPLIES[:-1]], utterances=[CRISIS[0]] * len(BAD_REPLIES))
-    assert terms[0] == 0.0 and all(t == -2.0 for t in terms[1:])
+    for said in CRISIS:  # all 18 statements
+        terms = rewards.safety([SAFE, *BAD_REPLIES[:-1]], utterances=[said] * len(BAD_REPLIES))
+        assert terms[0] == 0.0 and all(t == -2.0 for t in terms[1:]), said
+
+
+def _crisis_people() -> list:
+    """The 12 crisis situations, plus the 6 other statements told as people in the first one's situation."""
+    import dataclasses
+
+    people = data.load_crisis_situations()
+    return people + [dataclasses.replace(people[0], id=f"extra-{i}", opening=said)
+                     for i, said in enumerate(CRISIS[len(people):])]
 
 
 def test_environment_hears_only_the_safe_reply(listener):
-    people = data.load_crisis_situations()[:4]
+    people = _crisis_people()
+    assert len(people) == len(CRISIS) == 18
     batch = BatchedEmpathy(len(people), listener=listener)
     results = {}
     for name, reply in (("safe", safety.CRISIS_REPLY), ("advice", BAD_REPLIES[0]), ("reflective", BAD_REPLIES[4])):

@@ -226,6 +226,33 @@ def prefs_samples(report: dict) -> str:
     return "\n".join(lines)
 
 
+def int8(people: int = 16) -> dict:
+    """Lesson 08's question about int8: where does the perplexity go? SmolLM2-135M-Instruct (the reference, no
+    adapters), perplexity of a reply a person wrote (lesson 07's corpus) to each of `people` held-out people,
+    spread over the six emotions, with one part at a time quantised (`camp.export.int8_sensitivity`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from camp import data, export, lm, models, rlhf
+
+    path = models.policy_path("auto")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    _, heldout = rlhf.split_situations(data.load_situations())
+    chosen = {pair.situation_id: pair.chosen for pair in data.load_preferences()}
+    shown = [p for p in heldout if p.id in chosen][::max(len(heldout) // people, 1)][:people]
+    start = time.perf_counter()
+    rows = export.int8_sensitivity(model, tokenizer, lm.chat_prompts(tokenizer, [p.opening for p in shown]),
+                                   [chosen[p.id] for p in shown])
+    parts = [r for r in rows if r["part"] in ("attention", "mlp")]
+    return {"benchmark": "int8", "model": "SmolLM2-135M-Instruct", "people": len(shown),
+            "quantiser": "torch dynamic int8, per-channel weights, one activation scale per tensor; lm_head in float",
+            "rows": rows, "sum_of_single_part_increases": {part: round(sum(r["increase"] for r in parts
+                                                                            if r["part"] == part), 3)
+                                                            for part in ("attention", "mlp")},
+            "largest": sorted(parts, key=lambda r: -r["increase"])[:5], "seconds": round(time.perf_counter() - start, 1),
+            "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads()}, "date": time.strftime("%Y-%m-%d")}
+
+
 def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
     """Respond-mode throughput: `batch` people, each answered every step, perceived in one listener call."""
 
@@ -629,6 +656,8 @@ def main(args: argparse.Namespace) -> int:
                              "train-reward)")
         result = prefs_timing(args.reward_model, steps=args.steps or 3, budget=args.budget,
                               methods=tuple(args.methods or TRAINED_PREF_METHODS))
+    elif args.what == "int8":
+        result = int8()
     elif args.what == "env":
         result = env_speed()
     elif args.what == "policies":
