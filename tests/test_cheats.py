@@ -192,3 +192,65 @@ def test_the_article_repair_must_be_written_not_borrowed():
 
     with pytest.raises(AssertionError, match="expected 6, got 2"):
         exec(cells["article_code_tests"], {**honest, "article_model": two_way})
+
+
+def _lesson_03() -> tuple[dict, dict]:
+    import numpy as np
+
+    from camp import data, policies
+    from camp.listener import Listener
+
+    pool = list(data.load_emotions("offline", verbose=False)["train"]["text"])
+    return _cells("03_empathy_environment"), {"np": np, "data": data, "policies": policies, "pool": pool,
+                                              "listener": Listener.default()}
+
+
+@pytest.mark.slow
+def test_the_scripted_policy_must_not_borrow_camps_or_peek_at_people():
+    cells, names = _lesson_03()
+    honest = dict(names)
+    exec(cells["my_policy"], honest)
+    exec(cells["my_policy_tests"], honest)
+    policies, listener = names["policies"], names["listener"]
+    cheats = {"write it yourself": (lambda said, people: policies.reflective(listener.classify)(said, people),
+                                    lambda said, people: policies.oracle(said, people)),
+              "it may read only the utterances": (  # the true emotion, in the person's own template
+                  lambda said, people: [f"You feel {p.emotion}. Tell me more about it." for p in people],)}
+    for message, submissions in cheats.items():
+        for cheat in submissions:
+            with pytest.raises(AssertionError, match=message):
+                exec(cells["my_policy_tests"], {**names, "my_policy": cheat})
+
+
+def test_a_refusal_holds_however_the_function_was_imported():
+    # `from camp.rewards import distinct_n` before the test walked past mock.patch.object; refused() stops it.
+    from camp import rewards
+
+    cells = _cells("04_reward_design")
+    honest = {"rewards": rewards}
+    exec(cells["distinct_n"], honest)
+    exec(cells["distinct_n_tests"], honest)
+    cheat: dict = {"rewards": rewards}
+    # camp's distinct_n rounds to 3 decimals, which the hand-computed asserts would catch; this cheat answers
+    # those by hand and borrows only inside the refused block, so the refusal is what must stop it
+    exec("from camp.rewards import distinct_n\n\n"
+         "def my_distinct_n(text, n):\n"
+         "    if text == 'a b a b':\n"
+         "        return distinct_n([text], n)[0]\n"
+         "    grams = [tuple(text.split()[i:i + n]) for i in range(len(text.split()) - n + 1)]\n"
+         "    return len(set(grams)) / len(grams) if grams else 0.0\n", cheat)
+    with pytest.raises(AssertionError, match="write it yourself"):
+        exec(cells["distinct_n_tests"], cheat)
+
+
+def test_the_guard_must_be_written_not_borrowed():
+    from camp import data, safety
+
+    cells, names = _cells("08_evaluation_and_responsible_use"), {"safety": safety, "data": data}
+    honest = dict(names)
+    exec(cells["guard"], honest)
+    exec(cells["guard_tests"], honest)
+    for cheat in (lambda said, reply: safety.guard(said, reply).reply,
+                  lambda said, reply: safety.SafeResponder(lambda u: [reply] * len(u))([said])[0]):
+        with pytest.raises(AssertionError, match="write the rules yourself"):
+            exec(cells["guard_tests"], {**names, "my_guard": cheat})
