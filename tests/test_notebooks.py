@@ -2,6 +2,7 @@
 lesson fails all of them (so the tests really test the learner's code)."""
 
 import os
+import re
 
 import nbformat
 import pytest
@@ -44,22 +45,81 @@ def test_solution_runs_in_quick_mode_and_passes_its_graded_tests(notebook, tmp_p
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", LESSONS, ids=_ids(LESSONS))
-def test_blank_lesson_passes_none_of_its_graded_tests(notebook):
-    from nbgrader.validator import Validator
-
+def test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank(notebook):
+    # nbgrader validates with errors allowed and reports only passing cells, so a lesson whose cells all fail
+    # from an import error would pass a plain "no graded test passes" check. Run the blank lesson as nbgrader
+    # does and read every cell's error (`blank_failures`).
     assert _graded(notebook, "grade"), f"{notebook.name} has no graded test cells"
-    result = Validator(invert=True, config=_timeout_config()).validate(str(notebook))
-    if result:
-        pytest.fail(f"{notebook.name}: these graded tests pass on the blank lesson:\n{result}", pytrace=False)
+    nb, problem = progress.execute(notebook, timeout=TIMEOUT)
+    assert not problem, problem
+    if wrong := blank_failures(nb):
+        pytest.fail(f"{notebook.name}, blank: cells that fail for a reason other than a blank exercise:\n"
+                    + "\n".join(wrong), pytrace=False)
+
+
+def blank_failures(nb) -> list[str]:
+    """What is wrong with an executed blank lesson: each graded test must fail with the exercise's
+    NotImplementedError, and every other cell must run, unless it calls a blank exercise (NotImplementedError)
+    or uses a name that only such a cell would have defined (NameError)."""
+    blank, wrong = set(), []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        graded = cell.metadata.get("nbgrader", {}).get("grade")
+        if error is None:
+            if graded:
+                wrong.append(f"cell {index + 1} (graded test) passes on the blank lesson")
+            continue
+        name = error.get("ename")
+        missing = re.search(r"name '(\w+)' is not defined", error.get("evalue", ""))
+        if name == "NotImplementedError" or (
+                not graded and name == "NameError" and missing and missing.group(1) in blank):
+            blank.update(_assigned(cell.source))  # names this cell would have defined
+            continue
+        wrong.append(f"cell {index + 1}{' (graded test)' if graded else ''}: {name}: {error.get('evalue', '')[:200]}")
+    return wrong
+
+
+def _assigned(source: str) -> set[str]:
+    """Names a cell binds anywhere in it (assignments, loops, defs, classes, imports)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def test_blank_check_catches_a_lesson_broken_by_an_import_error():
+    # What the old check (no graded test passes) let through: every cell failing from an import error.
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    def cell(source, ename=None, evalue="", grade=False):
+        c = new_code_cell(source, metadata={"nbgrader": {"grade": grade, "grade_id": source[:8]}})
+        c.outputs = [new_output("error", ename=ename, evalue=evalue, traceback=[])] if ename else []
+        return c
+
+    exercise = cell("def f():\n    raise NotImplementedError()")
+    honest = new_notebook(cells=[exercise, cell("y = f()", "NotImplementedError"), cell("z = y + 1", "NameError",
+                                 "name 'y' is not defined"), cell("assert f() == 1", "NotImplementedError", grade=True)])
+    assert blank_failures(honest) == []
+    broken = new_notebook(cells=[cell("import camp.gone", "ModuleNotFoundError", "No module named 'camp.gone'"),
+                                 exercise, cell("assert f() == 1", "NameError", "name 'camp' is not defined",
+                                                grade=True)])
+    assert [w.split(":")[0] for w in blank_failures(broken)] == ["cell 1", "cell 3 (graded test)"]
+    passing = new_notebook(cells=[exercise, cell("assert True", grade=True)])
+    assert blank_failures(passing) == ["cell 2 (graded test) passes on the blank lesson"]
 
 
 def test_lessons_and_solutions_pair_up():
     assert _ids(LESSONS) == _ids(SOLUTIONS)
-
-
-def _timeout_config():
-    from traitlets.config import Config
-
-    config = Config()
-    config.Execute.timeout = TIMEOUT
-    return config
