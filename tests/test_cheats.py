@@ -254,3 +254,32 @@ def test_the_guard_must_be_written_not_borrowed():
                   lambda said, reply: safety.SafeResponder(lambda u: [reply] * len(u))([said])[0]):
         with pytest.raises(AssertionError, match="write the rules yourself"):
             exec(cells["guard_tests"], {**names, "my_guard": cheat})
+
+
+def test_the_logprob_shift_must_be_written_not_borrowed():
+    import math
+
+    import torch
+
+    from camp import lm
+
+    cells, names = _cells("06_rl_fine_tuning"), {"torch": torch, "lm": lm, "math": math}
+    honest = dict(names)
+    exec(cells["response_logprobs"], honest)
+    exec(cells["response_logprobs_tests"], honest)
+
+    def borrowed(logits, ids, mask, temperature=1.0):  # camp's function wants a model: hand it one that returns logits
+        q = logits.shape[1] - ids.shape[1]
+        batch = {"query_ids": torch.zeros(ids.shape[0], q, dtype=torch.long), "query_mask": torch.ones(ids.shape[0], q),
+                 "response_ids": ids, "response_mask": mask}
+        return lm.response_logprobs(lambda i, m, logits_to_keep: (logits[:, -logits_to_keep:], logits[..., 0]),
+                                    batch, temperature)[0] * mask
+
+    def off_by_one(logits, ids, mask, temperature=1.0):  # the classic bug: each token read off its own position
+        lp = torch.log_softmax(logits[:, -ids.shape[1]:] / temperature, -1)
+        return lp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * mask
+
+    with pytest.raises(AssertionError, match="write it yourself"):
+        exec(cells["response_logprobs_tests"], {**names, "my_response_logprobs": borrowed})
+    with pytest.raises(AssertionError, match="predicted by position Q"):
+        exec(cells["response_logprobs_tests"], {**names, "my_response_logprobs": off_by_one})
