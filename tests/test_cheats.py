@@ -283,3 +283,44 @@ def test_the_logprob_shift_must_be_written_not_borrowed():
         exec(cells["response_logprobs_tests"], {**names, "my_response_logprobs": borrowed})
     with pytest.raises(AssertionError, match="predicted by position Q"):
         exec(cells["response_logprobs_tests"], {**names, "my_response_logprobs": off_by_one})
+
+
+@pytest.mark.slow
+def test_the_ppo_update_must_use_the_learners_pieces():
+    import math
+
+    import numpy as np
+    import torch
+
+    from camp import data, models, ppo, rl
+
+    cells = _cells("05_policy_gradients")
+    emotions = data.load_emotions("offline", verbose=False)
+    names = {"torch": torch, "np": np, "math": math, "ppo": ppo, "rl": rl,
+             "train_x": models.cached_embed(list(emotions["train"]["text"][:64]))}
+    honest = dict(names)
+    exec(cells["ppo_clip"], honest)
+    exec(cells["ppo_update"], honest)
+    exec(cells["ppo_update_tests"], honest)
+
+    def borrowed(policy, optimizer, obs, actions, old, adv, returns, epochs=4, minibatches=4, clip_range=0.2,
+                 vf_coef=0.5, ent_coef=0.01, max_grad_norm=0.5):  # camp's pieces in the right order
+        for _ in range(epochs):
+            for idx in torch.randperm(len(obs)).chunk(minibatches):
+                logits, values = policy(obs[idx])
+                lp = torch.log_softmax(logits, -1).gather(1, actions[idx, None]).squeeze(1)
+                loss, _ = rl.ppo_clip_loss(lp, old[idx], rl.whiten(adv[idx]), clip_range)
+                optimizer.zero_grad()
+                (loss + vf_coef * rl.value_loss(values, returns[idx]) - ent_coef * rl.entropy(logits)).backward()
+                optimizer.step()
+        return {"approx_kl": 0.0, "clipfrac": 0.0, "entropy": 1.0}
+
+    def one_pass(policy, optimizer, obs, actions, old, adv, returns, epochs=4, minibatches=4, **kwargs):
+        return honest["my_ppo_update"](policy, optimizer, obs, actions, old, adv, returns, 1, 1, **kwargs)
+
+    with pytest.raises(AssertionError, match="write it yourself"):
+        exec(cells["ppo_update_tests"], {**names, "my_ppo_clip_loss": honest["my_ppo_clip_loss"],
+                                         "my_ppo_update": borrowed})
+    with pytest.raises(AssertionError, match="12 optimizer steps"):
+        exec(cells["ppo_update_tests"], {**names, "my_ppo_clip_loss": honest["my_ppo_clip_loss"],
+                                         "my_ppo_update": one_pass})
