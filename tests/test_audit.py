@@ -99,3 +99,24 @@ def test_int8_sensitivity_quantises_one_part_at_a_time():
     assert len(export.int8_sensitivity(model, tokenizer, prompts, texts, layers=[2])) == 4
     with pytest.raises(ValueError, match="layer 3 is not one of this model's 3"):
         export.int8_sensitivity(model, tokenizer, prompts, texts, layers=[3])
+
+
+def test_lesson_08_quotes_the_kept_int8_run():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    kept = json.loads((root / "benchmarks" / "int8.json").read_text())
+    rows = {(r["part"], r["layer"]): r for r in kept["rows"]}
+    nb = json.loads((root / "solutions" / "08_evaluation_and_responsible_use" /
+                     "08_evaluation_and_responsible_use.ipynb").read_text())
+    text = " ".join(" ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown").split())
+    largest = [f"+{r['increase']:.1f}" for r in kept["largest"][:3]]
+    quoted = [f"from {rows['none', None]['perplexity']:.1f} to {rows['all', None]['perplexity']:.1f}",
+              f"add up to {kept['sum_of_single_part_increases']['attention']:.1f}",
+              f"(+{rows['mlp', 29]['increase']:.1f} and +{rows['mlp', 28]['increase']:.1f} each",
+              f"layer 11 ({largest[2]})",
+              f"add up to {kept['sum_of_single_part_increases']['mlp']:.1f}, half the total"]
+    assert [q for q in quoted if q not in text] == []
+    assert [(r["part"], r["layer"]) for r in kept["largest"][:3]] == [("mlp", 29), ("mlp", 28), ("mlp", 11)]
+    assert 0.4 < kept["sum_of_single_part_increases"]["mlp"] / rows["all", None]["increase"] < 0.6  # "half the total"
