@@ -152,3 +152,18 @@ def test_python_files_never_reach_lessons(tmp_course):
     release.release(tmp_course)
     assert not (tmp_course / "lessons" / "00_welcome" / "00_welcome.py").exists()
     assert (tmp_course / "lessons" / "00_welcome" / "notes.txt").exists()
+
+
+def test_the_model_card_exemplar_and_rubric_stay_out_of_the_release():
+    import json
+
+    from conftest import ROOT
+
+    def card(folder):
+        path = ROOT / folder / "08_evaluation_and_responsible_use" / "08_evaluation_and_responsible_use.ipynb"
+        cells = json.loads(path.read_text())["cells"]
+        return next("".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == "model_card")
+
+    solution, lesson = card("solutions"), card("lessons")
+    assert "**Rubric (5 points" in solution and "**Out of scope.**" in solution
+    assert lesson == "### Model card: an empathy-camp SmolLM2-135M listener\n\nYOUR ANSWER HERE"
