@@ -48,3 +48,18 @@ def test_the_readme_lesson_table_is_one_table_with_every_lesson():
     rows = [i for i, line in enumerate(lines) if line.startswith("| [") and "lessons/" in line]
     assert rows == list(range(rows[0], rows[0] + len(rows))), "the lesson table has a gap; remove blank lines in it"
     assert lines[rows[0] - 1].startswith("|---") and len(rows) == len(SOLUTIONS), (len(rows), len(SOLUTIONS))
+
+
+def test_every_further_reading_entry_is_linked():
+    import json
+    import re
+
+    unlinked = []
+    for path in SOLUTIONS:
+        for cell in json.loads(path.read_text())["cells"]:
+            text = "".join(cell["source"])
+            if cell["cell_type"] != "markdown" or "## Further reading" not in text:
+                continue
+            entries = re.split(r"\n\* ", "\n" + text.split("## Further reading", 1)[1].strip())[1:]
+            unlinked += [f"{path.parent.name}: {e[:60]}" for e in entries if "](http" not in e]
+    assert unlinked == [], unlinked
