@@ -12,11 +12,18 @@ def _cells(lesson: str) -> dict[str, str]:
     return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")}
 
 
+def _reference(cells: dict[str, str], names: dict, exercise: str) -> dict:
+    """Run the exercise's reference answer and its test cell (visible and hidden parts) in a copy of `names`;
+    the reference must pass. Returns the namespace, holding the reference answer."""
+    honest = dict(names)
+    exec(cells[exercise], honest)
+    exec(cells[f"{exercise}_tests"], honest)
+    return honest
+
+
 def test_macro_f1_must_be_written_from_scratch():
     cells = _cells("02_emotion_classifier")
-    honest: dict = {}
-    exec(cells["macro_f1"], honest)
-    exec(cells["macro_f1_tests"], honest)  # the reference answer passes
+    _reference(cells, {}, "macro_f1")
 
     import camp.metrics
 
@@ -40,9 +47,7 @@ def _lesson_07() -> tuple[dict, dict]:
 
 def test_bradley_terry_loss_must_be_written_from_scratch():
     cells, names = _lesson_07()
-    honest = dict(names)
-    exec(cells["bt_loss"], honest)
-    exec(cells["bt_loss_tests"], honest)
+    _reference(cells, names, "bt_loss")
     cheat = {**names, "my_bt_loss": lambda c, r: names["preferences"].bradley_terry_loss(c, r)}
     with pytest.raises(AssertionError, match="write it yourself"):
         exec(cells["bt_loss_tests"], cheat)
@@ -53,9 +58,7 @@ def test_bradley_terry_loss_must_be_written_from_scratch():
 
 def test_pairwise_accuracy_must_be_written_from_scratch():
     cells, names = _lesson_07()
-    honest = dict(names)
-    exec(cells["pairwise_accuracy"], honest)
-    exec(cells["pairwise_accuracy_tests"], honest)
+    _reference(cells, names, "pairwise_accuracy")
     preferences, np = names["preferences"], names["np"]
 
     def untie(c, r, tol):  # scores within tol become exact ties, so camp's function does the rest
@@ -74,9 +77,7 @@ def test_pairwise_accuracy_must_be_written_from_scratch():
 
 def test_strengths_must_be_fitted_not_borrowed():
     cells, names = _lesson_07()
-    honest = dict(names)
-    exec(cells["strengths"], honest)
-    exec(cells["strengths_tests"], honest)
+    _reference(cells, names, "strengths")
     cheat = {**names, "my_strengths": lambda w, lo, n, l2=0.05: names["preferences"].fit_strengths(w, lo, n, l2)}
     with pytest.raises(AssertionError, match="write it yourself"):
         exec(cells["strengths_tests"], cheat)
@@ -92,9 +93,7 @@ def test_strengths_must_be_fitted_not_borrowed():
 
 def test_dpo_loss_must_be_written_not_borrowed():
     cells, names = _lesson_07()
-    honest = dict(names)
-    exec(cells["dpo_loss"], honest)
-    exec(cells["dpo_loss_tests"], honest)
+    _reference(cells, names, "dpo_loss")
     dpo, preferences, torch = names["dpo"], names["preferences"], names["torch"]
     for cheat in (lambda pc, pr, rc, rr, beta: dpo.dpo_loss(pc, pr, rc, rr, beta),
                   lambda pc, pr, rc, rr, beta: preferences.bradley_terry_loss(beta * (pc - rc), beta * (pr - rr))):
@@ -110,9 +109,7 @@ def test_dpo_loss_must_be_written_not_borrowed():
 
 def test_on_policy_pairs_must_be_chosen_not_borrowed():
     cells, names = _lesson_07()
-    honest = dict(names)
-    exec(cells["best_worst"], honest)
-    exec(cells["best_worst_tests"], honest)
+    _reference(cells, names, "best_worst")
     dpo, np = names["dpo"], names["np"]
     with pytest.raises(AssertionError, match="write it yourself"):
         exec(cells["best_worst_tests"], {**names, "my_best_worst": lambda s, k, min_margin=0.0: dpo.best_worst_pairs(s, k, min_margin)})
@@ -127,9 +124,7 @@ def test_on_policy_pairs_must_be_chosen_not_borrowed():
 
 def test_rloo_advantages_must_be_written_not_borrowed():
     cells, names = _lesson_07()
-    honest = dict(names)
-    exec(cells["rloo_advantages"], honest)
-    exec(cells["rloo_advantages_tests"], honest)
+    _reference(cells, names, "rloo_advantages")
     rl = names["rl"]
     def via_grpo(r, k):  # GRPO's advantage times the group's std is r - mean; times k / (k - 1) it is RLOO's
         return rl.group_normalise(r, k) * r.reshape(-1, k).std(1).repeat_interleave(k) * k / (k - 1)
@@ -159,9 +154,7 @@ def _article_names() -> dict:
 @pytest.mark.slow
 def test_the_article_repair_must_be_written_not_borrowed():
     cells, names = _cells("02_emotion_classifier"), _article_names()
-    honest = dict(names)
-    exec(cells["article_code"], honest)
-    exec(cells["article_code_tests"], honest)  # the reference answer passes
+    honest = _reference(cells, names, "article_code")
     models = names["models"]
 
     def borrowed_model(path):  # camp's loader builds the right head: the test must refuse it
@@ -208,9 +201,7 @@ def _lesson_03() -> tuple[dict, dict]:
 @pytest.mark.slow
 def test_the_scripted_policy_must_not_borrow_camps_or_peek_at_people():
     cells, names = _lesson_03()
-    honest = dict(names)
-    exec(cells["my_policy"], honest)
-    exec(cells["my_policy_tests"], honest)
+    _reference(cells, names, "my_policy")
     policies, listener = names["policies"], names["listener"]
     cheats = {"write it yourself": (lambda said, people: policies.reflective(listener.classify)(said, people),
                                     lambda said, people: policies.oracle(said, people)),
@@ -227,9 +218,7 @@ def test_a_refusal_holds_however_the_function_was_imported():
     from camp import rewards
 
     cells = _cells("04_reward_design")
-    honest = {"rewards": rewards}
-    exec(cells["distinct_n"], honest)
-    exec(cells["distinct_n_tests"], honest)
+    _reference(cells, {"rewards": rewards}, "distinct_n")
     cheat: dict = {"rewards": rewards}
     # camp's distinct_n rounds to 3 decimals, which the hand-computed asserts would catch; this cheat answers
     # those by hand and borrows only inside the refused block, so the refusal is what must stop it
@@ -247,9 +236,7 @@ def test_the_guard_must_be_written_not_borrowed():
     from camp import data, safety
 
     cells, names = _cells("08_evaluation_and_responsible_use"), {"safety": safety, "data": data}
-    honest = dict(names)
-    exec(cells["guard"], honest)
-    exec(cells["guard_tests"], honest)
+    _reference(cells, names, "guard")
     for cheat in (lambda said, reply: safety.guard(said, reply).reply,
                   lambda said, reply: safety.SafeResponder(lambda u: [reply] * len(u))([said])[0]):
         with pytest.raises(AssertionError, match="write the rules yourself"):
@@ -264,9 +251,7 @@ def test_the_logprob_shift_must_be_written_not_borrowed():
     from camp import lm
 
     cells, names = _cells("06_rl_fine_tuning"), {"torch": torch, "lm": lm, "math": math}
-    honest = dict(names)
-    exec(cells["response_logprobs"], honest)
-    exec(cells["response_logprobs_tests"], honest)
+    _reference(cells, names, "response_logprobs")
 
     def borrowed(logits, ids, mask, temperature=1.0):  # camp's function wants a model: hand it one that returns logits
         q = logits.shape[1] - ids.shape[1]
@@ -298,10 +283,7 @@ def test_the_ppo_update_must_use_the_learners_pieces():
     emotions = data.load_emotions("offline", verbose=False)
     names = {"torch": torch, "np": np, "math": math, "ppo": ppo, "rl": rl,
              "train_x": models.cached_embed(list(emotions["train"]["text"][:64]))}
-    honest = dict(names)
-    exec(cells["ppo_clip"], honest)
-    exec(cells["ppo_update"], honest)
-    exec(cells["ppo_update_tests"], honest)
+    honest = _reference(cells, {**names, **_reference(cells, names, "ppo_clip")}, "ppo_update")
 
     def borrowed(policy, optimizer, obs, actions, old, adv, returns, epochs=4, minibatches=4, clip_range=0.2,
                  vf_coef=0.5, ent_coef=0.01, max_grad_norm=0.5):  # camp's pieces in the right order
