@@ -63,3 +63,21 @@ def test_every_further_reading_entry_is_linked():
             entries = re.split(r"\n\* ", "\n" + text.split("## Further reading", 1)[1].strip())[1:]
             unlinked += [f"{path.parent.name}: {e[:60]}" for e in entries if "](http" not in e]
     assert unlinked == [], unlinked
+
+
+def test_every_citation_in_a_lesson_is_in_its_linked_reading_list():
+    # "Author et al. (2020)" in the text must have its linked entry under the lesson's Further reading.
+    import json
+    import re
+
+    cited = re.compile(r"([A-Z][a-zA-Z\-]+)(?: et al\.| (?:&|and) [A-Z][a-zA-Z\-]+)?,? \(?((?:19|20)\d\d)\b")
+    missing = []
+    for path in SOLUTIONS:
+        body, reading = "", ""
+        for cell in json.loads(path.read_text())["cells"]:
+            text = "".join(cell["source"]) if cell["cell_type"] == "markdown" else ""
+            head, _, tail = text.partition("## Further reading")
+            body, reading = body + head, reading + tail
+        missing += [f"{path.parent.name}: {m.group(1)} {m.group(2)}" for m in cited.finditer(body)
+                    if m.group(1) not in reading]
+    assert missing == [], missing
