@@ -183,6 +183,11 @@ PREF_LABELS = {"reference": "reference", "best_of_4": "best-of-4 (reward model)"
                "dpo_on_policy": "DPO, on-policy pairs"}
 
 
+def _machine() -> dict:
+    """What a kept benchmark JSON records about the machine it ran on."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
 def prefs_table(report: dict) -> str:
     """`bench prefs` (benchmarks/prefs.json) as a Markdown table, one row per method and seed: reward model,
     environment reward and judge with the judge's change against the reference [95 % CI], the judge's win rate,
@@ -249,8 +254,7 @@ def int8(people: int = 16) -> dict:
                                                                             if r["part"] == part), 3)
                                                             for part in ("attention", "mlp")},
             "largest": sorted(parts, key=lambda r: -r["increase"])[:5], "seconds": round(time.perf_counter() - start, 1),
-            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads()}, "date": time.strftime("%Y-%m-%d")}
+            "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
 
 
 def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
@@ -438,8 +442,7 @@ def prefs_timing(reward_model: str, steps: int = 3, budget: int = 480, seed: int
         row["ratio_to_ppo_env"] = round(row["step_s"] / base, 2) if base else None
     return {"benchmark": "prefs_timing", "budget_replies": budget, "seed": seed, "methods": rows,
             "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads()}, "date": time.strftime("%Y-%m-%d")}
+            "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
 
 
 def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_every: int,
@@ -634,8 +637,7 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
             "spearman_with_judge_on_reference_samples": agreement,
             "overoptimisation": {f"rloo_rm-s{s}": [_first_reply_point(runs["reference"][s]), *runs["rloo_rm"][s]["curve"]]
                                  for s in seeds if "rloo_rm" in runs},
-            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads()},
+            "machine": _machine(),
             "date": time.strftime("%Y-%m-%d")}
 
 
