@@ -191,3 +191,21 @@ def test_accelerate_launch_with_two_processes_is_refused_before_any_work(tmp_pat
     assert out.returncode != 0
     assert "train_rlhf runs in one process, but 2 were started" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "run").exists()  # refused before loading a model or writing anything
+
+
+def test_a_seeded_run_repeats_bit_for_bit_on_the_same_machine(people, fresh_policy):
+    # The README's reproducibility note: with the same seed, thread count and library versions, a training run
+    # repeats exactly (sampling, PPO update, KL controller); only the step times differ.
+    from camp import utils
+
+    def run():
+        utils.set_seed(0)
+        policy, history = rlhf.train_rlhf(fresh := fresh_policy(), fresh.tokenizer,
+                                          people[0], _tiny(steps=2))
+        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in history], \
+            policy.adapter_state()
+
+    (first, first_state), (second, second_state) = run(), run()
+    assert first == second
+    assert first_state.keys() == second_state.keys()
+    assert all(torch.equal(first_state[k], second_state[k]) for k in first_state)

@@ -76,3 +76,37 @@ def test_a_lesson_is_chosen_by_its_number_or_refused_by_name(tmp_path):
     assert [r.lesson for r in runs] == ["01_broken"] and runs[0].ok
     with pytest.raises(CourseError, match="no lesson '08'.*there is: 01_broken"):
         runner.run_all(course, quick="1", lessons=["08"], out_root=tmp_path / "runs")
+
+
+def test_report_json_is_kept_and_a_failed_lesson_is_not(tmp_path):
+    # `run --keep` copies each passing lesson's time into benchmarks/lessons.json (the README's table quotes it);
+    # a failed run must not replace a good time.
+    import json
+
+    course = _course_with(tmp_path, [new_code_cell("x = 1")])
+    report, _ = runner.run_all(course, quick="1", out_root=tmp_path / "runs")
+    saved = json.loads((report.parent / "report.json").read_text())
+    assert saved["mode"] == "quick" and saved["lessons"][0]["lesson"] == "01_broken" and saved["lessons"][0]["ok"]
+    kept = tmp_path / "lessons.json"
+    table = runner.keep([report.parent], kept, note="first")
+    first = table["quick"]["01_broken"]
+    assert first["seconds"] == saved["lessons"][0]["seconds"] and first["run"] == report.parent.name
+    assert first["note"] == "first" and table["full"] == {}
+
+    broken = _course_with(tmp_path / "other", [new_code_cell("raise RuntimeError('boom')")])
+    failed, _ = runner.run_all(broken, quick="1", out_root=tmp_path / "runs2")
+    runner.keep([failed.parent], kept)
+    assert json.loads(kept.read_text())["quick"]["01_broken"] == first
+
+
+def test_an_old_html_report_is_read_and_a_stranger_folder_refused(tmp_path):
+    from camp.course.release import CourseError
+
+    course = _course_with(tmp_path, [new_code_cell("x = 1")])
+    report, runs = runner.run_all(course, quick="0", out_root=tmp_path / "runs")
+    (report.parent / "report.json").unlink()  # runs made before report.json existed have only index.html
+    old = runner.read_report(report.parent)
+    assert old["mode"] == "full" and old["lessons"] == [{"lesson": "01_broken", "ok": True,
+                                                         "seconds": round(runs[0].seconds, 1)}]
+    with pytest.raises(CourseError, match="written by `python -m camp run`"):
+        runner.read_report(tmp_path)

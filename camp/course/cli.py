@@ -1,4 +1,4 @@
-"""`python -m camp <command>`: lessons, doctor, run, progress, train-classifier, train-reward, train-rlhf,
+"""`python -m camp <command>`: lessons, doctor, run, keep-run, progress, train-classifier, train-reward, train-rlhf,
 train-dpo, bench."""
 
 from __future__ import annotations
@@ -41,9 +41,21 @@ def _run(args: argparse.Namespace) -> int:
     report, runs = runner.run_all(root, args.quick, args.lesson or None)
     failed = [r for r in runs if not r.ok]
     print(f"\nreport: {report}")
+    if args.keep:
+        runner.keep([report.parent], root / "benchmarks" / "lessons.json")
+        print(f"kept the passing lessons' run times in {root / 'benchmarks' / 'lessons.json'}")
     for run in failed:
         print(f"FAILED {run.lesson}: {run.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _keep_run(args: argparse.Namespace) -> int:
+    from camp.course import release, runner
+
+    kept = release.repo_root() / "benchmarks" / "lessons.json"
+    table = runner.keep([Path(f) for f in args.folders], kept, note=args.note)
+    print(f"{kept}: " + "; ".join(f"{mode} {len(table[mode])} lessons" for mode in ("quick", "full")))
+    return 0
 
 
 def _progress(args: argparse.Namespace) -> int:
@@ -292,7 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute every solution notebook into runs/<timestamp>/ with a report")
     p.add_argument("--quick", default="auto", help="1, 0 or auto (quick on CPU, full on GPU)")
     p.add_argument("--lesson", action="append", help="run only this lesson, like 03 (repeatable or a comma list)")
+    p.add_argument("--keep", action="store_true", help="copy the passing lessons' run times into "
+                   "benchmarks/lessons.json (the README quotes them): run with nothing else on the machine")
     p.set_defaults(func=_run)
+    p = sub.add_parser("keep-run", help="copy the run times of earlier `run` reports into benchmarks/lessons.json")
+    p.add_argument("folders", nargs="+", help="run folders, runs/<timestamp>/")
+    p.add_argument("--note", help="kept beside each time: what has changed in the lesson since that run, if anything")
+    p.set_defaults(func=_keep_run)
     p = sub.add_parser("progress", help="which graded tests pass in your copies of the lessons (runs each "
                        "notebook in quick mode, or reads saved outputs with --saved)")
     p.add_argument("--dir", help="folder with your lesson notebooks, NN_name/NN_name.ipynb (default: lessons/)")

@@ -1,13 +1,19 @@
 """`python -m camp run`: execute every solution notebook with papermill and write an HTML report.
 
 The report, runs/<timestamp>/index.html, lists each lesson with its status, run time and key figure
-(the value a lesson shows with `camp.utils.key_figure`). The tests use `execute` too.
+(the value a lesson shows with `camp.utils.key_figure`); report.json beside it holds the same for programs.
+`keep` copies a report's passing lessons into benchmarks/lessons.json, the run times the README quotes.
+The tests use `execute` too.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
+import platform
+import re
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,7 +130,70 @@ device: {html.escape(device)} &middot; total {sum(r.seconds for r in runs):.1f} 
 """
     path = folder / "index.html"
     path.write_text(page, encoding="utf-8")
+    report = {"run": folder.name, "mode": "quick" if quick else "full", "device": device, "commit": _commit(),
+              "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                          "python": platform.python_version(), "torch": torch.__version__},
+              "lessons": [{"lesson": r.lesson, "ok": r.ok, "seconds": round(r.seconds, 1), "error": r.error,
+                           "figures": r.figures} for r in runs]}
+    (folder / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     return path
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with "+changes" when the working tree differs from it (None outside git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
+def read_report(folder: Path) -> dict:
+    """A run folder's report: report.json, or for runs made before it existed, the table in index.html."""
+    folder = Path(folder)
+    if (folder / "report.json").is_file():
+        return json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    page = folder / "index.html"
+    if not page.is_file():
+        raise release.CourseError(f"{folder} holds no report.json or index.html: pass a folder written by "
+                                  "`python -m camp run` (runs/<timestamp>/)")
+    text = page.read_text(encoding="utf-8")
+    mode = re.search(r"mode: (quick|full)", text)
+    device = re.search(r"device: ([^&]*?) &middot;", text)
+    rows = re.findall(r"<tr><td><a href='[^']*'>([^<]+)</a></td><td[^>]*>(passed|FAILED)[^<]*(?:<br>.*?)?</td>"
+                      r"<td>([0-9.]+) s</td>", text)
+    if not mode or not rows:
+        raise release.CourseError(f"{page} is not a `python -m camp run` report")
+    return {"run": folder.name, "mode": mode.group(1), "device": html.unescape(device.group(1)) if device else None,
+            "commit": None, "machine": None,
+            "lessons": [{"lesson": name, "ok": status == "passed", "seconds": float(sec)} for name, status, sec in rows]}
+
+
+def keep(folders: list[Path], kept: Path, note: str | None = None) -> dict:
+    """Copy each report's passing lessons into the kept run times (benchmarks/lessons.json), one entry per
+    (mode, lesson), a later run replacing an earlier one; `note` is kept with each (say what changed since).
+    Returns the kept table."""
+    from camp.utils import atomic_write_bytes
+
+    table = json.loads(kept.read_text(encoding="utf-8")) if kept.is_file() else {
+        "what": "lesson run times from `python -m camp run` reports (runs/<timestamp>/), copied with "
+                "`python -m camp run --keep` or `python -m camp keep-run FOLDER`; the README's lesson table quotes them",
+        "quick": {}, "full": {}}
+    for folder in folders:
+        report = read_report(folder)
+        for row in report["lessons"]:
+            if row["ok"]:
+                table[report["mode"]][row["lesson"]] = {
+                    "seconds": row["seconds"], "run": report["run"], "device": report["device"],
+                    "commit": report["commit"], "machine": report["machine"], **({"note": note} if note else {})}
+    for mode in ("quick", "full"):
+        table[mode] = dict(sorted(table[mode].items()))
+    atomic_write_bytes(kept, (json.dumps(table, indent=1) + "\n").encode())
+    return table
 
 
 def run_all(root: Path, quick: str | bool | None = "auto", lessons: list[str] | None = None,
