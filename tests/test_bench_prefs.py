@@ -117,3 +117,13 @@ def test_the_curve_starts_at_the_reference_scored_like_its_checkpoints():
         "step": 4, "kl": 2.25, "reward_model": 1.5, "judge": 0.125}]}})
     assert table.splitlines()[2:] == ["| RLOO, reward model, seed 1 | 0 | 0.00 | +2.000 | 0.200 |",
                                       "| RLOO, reward model, seed 1 | 4 | 1.50 | +1.500 | 0.125 |"]
+
+
+@pytest.mark.slow
+def test_class_weights_bench_trains_plain_and_weighted_runs():
+    # `bench class-weights` (lesson 02 quotes benchmarks/class_weights.json): two runs per seed, same budget.
+    report = bench.class_weights(steps=2, batch_size=8, seeds=(0,))
+    assert set(report["runs"]) == {"plain", "weighted"} and report["test_size"] == 865
+    for run in (report["runs"]["plain"]["seed0"], report["runs"]["weighted"]["seed0"]):
+        assert 0.0 <= run["macro_f1"] <= 1.0 and set(run["recall"]) == set(report["train_counts"])
+    assert report["runs"]["plain"]["seed0"] != report["runs"]["weighted"]["seed0"]  # the weights changed training

@@ -149,6 +149,42 @@ def registers(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seeds: t
     return out
 
 
+def class_weights(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seeds: tuple[int, ...] = (0, 1)) -> dict:
+    """Lesson 01's balanced class weights, used: MiniLM fine-tuned on both registers with lesson 02's quick preset
+    (the same `steps` for each run), once with a plain cross-entropy and once weighted by
+    n / (classes * count), per seed. Test macro-F1, accuracy, and each emotion's recall and F1 on both test
+    splits together: weights trade the common classes' precision for the rare classes' recall."""
+    from camp import data as camp_data
+    from camp import metrics, train, utils
+
+    data = camp_data.load_emotions("offline", verbose=False, register="both")
+    counts = np.bincount(data["train"]["label"], minlength=len(camp_data.EMOTIONS))
+    runs = {}
+    for weighted in (False, True):
+        for seed in seeds:
+            utils.set_seed(seed)
+            model, tokenizer = _fresh_model(seed)
+            cfg = train.TrainConfig.quick(lr=lr, batch_size=batch_size, max_steps=steps, seed=seed, progress=False,
+                                          class_weighted=weighted)
+            start = time.perf_counter()
+            model, _ = train.train_classifier(model, tokenizer, data, cfg)
+            m = metrics.evaluate(model, tokenizer, data["test"])
+            runs.setdefault("weighted" if weighted else "plain", {})[f"seed{seed}"] = {
+                "macro_f1": round(m["macro_f1"], 4), "accuracy": round(m["accuracy"], 4),
+                "recall": {k: round(v["recall"], 4) for k, v in m["per_class"].items()},
+                "f1": {k: round(v["f1"], 4) for k, v in m["per_class"].items()},
+                "train_s": round(time.perf_counter() - start, 1)}
+    mean = {name: {key: round(float(np.mean([r[key] for r in by_seed.values()])), 4)
+                   for key in ("macro_f1", "accuracy")} | {
+        "recall": {k: round(float(np.mean([r["recall"][k] for r in by_seed.values()])), 4)
+                   for k in next(iter(by_seed.values()))["recall"]}} for name, by_seed in runs.items()}
+    return {"benchmark": "class_weights", "train_counts": dict(zip(camp_data.EMOTIONS, counts.tolist(), strict=True)),
+            "test_size": len(data["test"]), "runs": runs, "mean_over_seeds": mean,
+            "fine_tuning": {"steps": steps, "batch_size": batch_size, "lr": lr, "seeds": list(seeds),
+                            "preset": "TrainConfig.quick (lesson 02's quick mode), max_steps as given"},
+            "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
+
+
 def registers_table(result: dict) -> str:
     """The fine-tuned rows of a `registers` result as a Markdown table (lesson 02 quotes it; a test compares)."""
     tuned = next(v for k, v in result["models"].items() if k.startswith("MiniLM fine-tuned"))
@@ -191,14 +227,15 @@ def _machine() -> dict:
 def prefs_table(report: dict) -> str:
     """`bench prefs` (benchmarks/prefs.json) as a Markdown table, one row per method and seed: reward model,
     environment reward and judge with the judge's change against the reference [95 % CI], the judge's win rate,
-    KL, distinct-2, perplexity, and the training wall and CPU minutes (lesson 07 and the README quote it)."""
+    KL, distinct-2, perplexity, and the training minutes: the sum of the steps' own wall times, which a run
+    resumed after a kill reports whole (lesson 07 and the README quote it)."""
     lines = ["| method | seed | reward model | environment | judge | judge change [95 % CI] | win rate | KL | "
-             "distinct-2 | perplexity | train min (wall / CPU) |", "|---|---|" + "---|" * 9]
+             "distinct-2 | perplexity | train min |", "|---|---|" + "---|" * 9]
     for method, by_seed in report["methods"].items():
         for seed, row in by_seed.items():
             change = row["judge_change"]
             t = row["train"]
-            cost = f"{t['wall_s'] / 60:.1f} / {t['cpu_s'] / 60:.1f}" if t["replies"] else \
+            cost = f"{t.get('steps_wall_s', t['wall_s']) / 60:.1f}" if t["replies"] else \
                 ("sampling only" if method == "best_of_4" else "-")
             lines.append(f"| {PREF_LABELS.get(method, method)} | {seed.removeprefix('seed')} | {row['reward_model']:+.3f} | "
                          f"{row['reward']:+.3f} | {row['judge']:.3f} | {change['mean']:+.3f} [{change['ci95'][0]:+.3f}, "
@@ -666,6 +703,9 @@ def main(args: argparse.Namespace) -> int:
         result = scripted_policies()
     elif args.what == "rl":
         result = rollout_speed()
+    elif args.what == "class-weights":
+        result = class_weights(**({"steps": args.steps} if args.steps else {}), batch_size=args.batch_size,
+                               **({"lr": args.lr} if args.lr else {}), seeds=tuple(args.seeds or (0, 1)))
     elif args.what == "registers":
         result = registers(**({"steps": args.steps} if args.steps else {}), batch_size=args.batch_size,
                            **({"lr": args.lr} if args.lr else {}), seeds=tuple(args.seeds or (0, 1)))

@@ -360,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "tokens/s and PPO update samples/s, batched with KV cache vs a naive loop), prefs (lesson 07: the reference, "
                        "best-of-4, PPO, RLOO and DPO at an equal budget, measured on 72 held-out people), prefs-timing (seconds per "
                        "training step of each prefs method, side by side in one process, as ratios to PPO), int8 "
-                       "(lesson 08: the perplexity cost of int8, one decoder part quantised at a time)")
-    p.add_argument("what", choices=("classifier", "registers", "env", "policies", "rl", "prefs", "prefs-timing", "int8"))
+                       "(lesson 08: the perplexity cost of int8, one decoder part quantised at a time), class-weights (lesson 02: "
+                       "fine-tuning with and without lesson 01's balanced class weights)")
+    p.add_argument("what", choices=("classifier", "registers", "class-weights", "env", "policies", "rl", "prefs", "prefs-timing", "int8"))
     p.add_argument("--steps", type=int, help="optimizer steps per run (classifier: 400 = 3.2 epochs of the narrative "
                    "register; registers: 190, lesson 02's quick budget; prefs-timing: 3, the first left out)")
     p.add_argument("--batch-size", type=int, default=32)
