@@ -50,6 +50,36 @@ def test_the_readme_lesson_table_is_one_table_with_every_lesson():
     assert lines[rows[0] - 1].startswith("|---") and len(rows) == len(SOLUTIONS), (len(rows), len(SOLUTIONS))
 
 
+def test_the_readme_lesson_times_are_the_kept_ones():
+    # Each time in the lesson table is a `python -m camp run` report's, kept in benchmarks/lessons.json with the
+    # run it came from; a lesson with no kept time says so instead of quoting one.
+    import json
+    import re
+
+    kept = json.loads((ROOT / "benchmarks" / "lessons.json").read_text())
+    wrong = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        found = re.match(r"\| \[(\d\d) [^]]*\]\(lessons/([^/]+)/", line)
+        if not found:
+            continue
+        lesson, cells = found.group(2), [c.strip() for c in line.strip("|").split(" | ")]
+        for mode, cell in (("quick", cells[2]), ("full", cells[3])):
+            want = f"{kept[mode][lesson]['seconds']:.1f} s" if lesson in kept[mode] else "not measured"
+            if not cell.startswith(want):
+                wrong.append(f"{lesson} {mode}: README says {cell!r}, benchmarks/lessons.json gives {want!r}")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_every_try_it_prompt_has_a_collapsible_answer():
+    import json
+
+    bare = [f"{path.parent.name} cell {i}" for path in SOLUTIONS
+            for i, cell in enumerate(json.loads(path.read_text())["cells"])
+            if cell["cell_type"] == "markdown" and "**Try it.**" in "".join(cell["source"])
+            and "<details><summary>" not in "".join(cell["source"])]
+    assert bare == [], f"Try-it prompts without an answer: {bare}"
+
+
 def test_every_further_reading_entry_is_linked():
     import json
     import re
