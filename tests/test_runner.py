@@ -83,7 +83,7 @@ def test_report_json_is_kept_and_a_failed_lesson_is_not(tmp_path):
     # a failed run must not replace a good time.
     import json
 
-    course = _course_with(tmp_path, [new_code_cell("x = 1")])
+    course = _course_with(tmp_path, [new_code_cell("from camp.utils import key_figure\nkey_figure('gain', '0.1 -> 0.2')")])
     report, _ = runner.run_all(course, quick="1", out_root=tmp_path / "runs")
     saved = json.loads((report.parent / "report.json").read_text())
     assert saved["mode"] == "quick" and saved["lessons"][0]["lesson"] == "01_broken" and saved["lessons"][0]["ok"]
@@ -91,7 +91,7 @@ def test_report_json_is_kept_and_a_failed_lesson_is_not(tmp_path):
     table = runner.keep([report.parent], kept, note="first")
     first = table["quick"]["01_broken"]
     assert first["seconds"] == saved["lessons"][0]["seconds"] and first["run"] == report.parent.name
-    assert first["note"] == "first" and table["full"] == {}
+    assert first["note"] == "first" and first["figures"] == {"gain": "0.1 -> 0.2"} and table["full"] == {}
 
     broken = _course_with(tmp_path / "other", [new_code_cell("raise RuntimeError('boom')")])
     failed, _ = runner.run_all(broken, quick="1", out_root=tmp_path / "runs2")

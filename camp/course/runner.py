@@ -189,7 +189,8 @@ def keep(folders: list[Path], kept: Path, note: str | None = None) -> dict:
             if row["ok"]:
                 table[report["mode"]][row["lesson"]] = {
                     "seconds": row["seconds"], "run": report["run"], "device": report["device"],
-                    "commit": report["commit"], "machine": report["machine"], **({"note": note} if note else {})}
+                    "commit": report["commit"], "machine": report["machine"], **({"note": note} if note else {}),
+                    "figures": {f["label"]: f["value"] for f in row.get("figures", [])}}
     for mode in ("quick", "full"):
         table[mode] = dict(sorted(table[mode].items()))
     atomic_write_bytes(kept, (json.dumps(table, indent=1) + "\n").encode())
