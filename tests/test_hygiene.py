@@ -111,3 +111,96 @@ def test_every_citation_in_a_lesson_is_in_its_linked_reading_list():
         missing += [f"{path.parent.name}: {m.group(1)} {m.group(2)}" for m in cited.finditer(body)
                     if m.group(1) not in reading]
     assert missing == [], missing
+
+
+# Where each README figure comes from: a `<!-- figures: SOURCE ... -->` line before a paragraph or table names its
+# sources, and every decimal figure in that block must be found there. SOURCE is a JSON kept under benchmarks/
+# (the figure is one of its numbers, or a difference, ratio or percentage of two), `lessons:MODE/LESSON` (that
+# lesson's kept run time and key figures in benchmarks/lessons.json), or `tests/FILE.py::TEST` (a test that
+# asserts the figure within a band). A figure in no tagged block must be listed here, with the reason it is not
+# backed yet; the list only shrinks.
+README_UNBACKED = {
+}
+
+
+def _numbers(value, into: list, long_lists: bool = False) -> list:
+    """Every number in a kept JSON (numbers inside strings too); long per-reply score lists are left out, so a
+    figure cannot match one by chance."""
+    import re
+
+    if isinstance(value, dict):
+        for v in value.values():
+            _numbers(v, into)
+    elif isinstance(value, list):
+        if long_lists or len(value) <= 24 or not all(isinstance(v, int | float) for v in value):
+            for v in value:
+                _numbers(v, into)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        into.append(float(value))
+    elif isinstance(value, str):
+        into.extend(float(m) for m in re.findall(r"-?\d+\.\d+(?:e-?\d+)?|-?\d+", value))
+    return into
+
+
+def _source_numbers(source: str) -> list[float] | None:
+    import json
+
+    if source.startswith("tests/"):
+        path, _, name = source.partition("::")
+        assert (ROOT / path).is_file() and f"def {name}(" in (ROOT / path).read_text(), f"no test {source}"
+        return None
+    if source.startswith("lessons:"):
+        mode, _, lesson = source.removeprefix("lessons:").partition("/")
+        kept = json.loads((ROOT / "benchmarks" / "lessons.json").read_text())[mode]
+        assert lesson in kept, f"{source}: no kept {mode} run of {lesson} in benchmarks/lessons.json"
+        return _numbers([kept[lesson]["seconds"], kept[lesson].get("figures", {})], [])
+    assert (ROOT / source).is_file(), f"no file {source}"
+    return _numbers(json.loads((ROOT / source).read_text()), [])
+
+
+def _found(figure: str, pool: list[float]) -> bool:
+    text = figure.replace("−", "-").lstrip("+-").replace(",", "")
+    mantissa, _, exponent = text.partition("e")
+    places = len(mantissa.split(".")[1]) - (int(exponent) if exponent else 0)
+    want = float(text)
+
+    def same(x: float) -> bool:
+        return abs(round(abs(x), places) - want) < 10 ** (-places) / 2 + 1e-12
+
+    if any(same(x) or same(100 * x) or same(x / 60) for x in pool):
+        return True
+    small = pool[:400]
+    return any(same(a - b) or (b and same(a / b)) for a in small for b in small)
+
+
+def test_every_readme_figure_names_its_source():
+    import re
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    figure = re.compile(r"(?<![\w.\-/])[−+-]?\d+\.\d+(?:e-?\d+)?(?![\w/]|\.\w)")
+    problems, sources, code, used = [], None, False, set()
+    for number, line in enumerate(lines, 1):
+        if line.startswith("```"):
+            code = not code
+        tag = re.fullmatch(r"<!-- figures: (.+) -->", line.strip())
+        if tag:
+            sources = [_source_numbers(s) for s in tag.group(1).split()]
+            continue
+        if not line.strip():
+            sources = None
+            continue
+        if code:
+            continue
+        for found in figure.finditer(line):
+            if sources is not None:
+                pools = [p for p in sources if p is not None]
+                if pools and not any(_found(found.group(), p) for p in pools):
+                    problems.append(f"README line {number}: {found.group()} is not in the block's sources")
+                continue
+            allowed = [k for k in README_UNBACKED if k in line]
+            used.update(allowed)
+            if not allowed:
+                problems.append(f"README line {number}: {found.group()} has no source: tag its block "
+                                f"(<!-- figures: ... -->): {line.strip()[:80]}")
+    assert problems == [], "\n".join(problems)
+    assert used == set(README_UNBACKED), f"listed as unbacked but no longer in the README: {set(README_UNBACKED) - used}"
