@@ -31,6 +31,10 @@ def test_each_method_is_measured_against_the_same_reference(tiny):
     assert report["heldout_people"] == 2 and report["budget_replies"] == 4
     spearman = report["spearman_with_judge_on_reference_samples"]["seed0"]
     assert set(spearman) == {"reward_model", "environment"} and spearman["environment"]["n"] == 2
+    opening = ref["top_opening"]  # the commonest first two words of its replies, and their share
+    first_two = [" ".join(r.split()[:2]).lower() for r in json.loads((folder / "work" / "reference-s0.json")
+                                                                          .read_text())["replies"]]
+    assert opening["share"] == first_two.count(opening["words"]) / len(first_two)
     assert {json.loads(p.read_text())["method"] for p in (folder / "work").glob("*-s0.json")} == \
         {"reference", "best_of_4", "dpo_offline"}
 

@@ -123,7 +123,8 @@ README_UNBACKED = {
     "lesson02": "lesson 02's tables (quick and full mode, 2026-12-01) were read off `python -m camp run` notebooks "
                 "before runs kept their figures; a full run with `--keep` and key figures per row would back them",
     "lesson06": "lesson 06's full-mode tables (2026-12-01) come from a run made before replies stopped at their "
-                "second sentence; they need a new full run with `--keep` (about 40 minutes alone)",
+                "second sentence and before section 6 compared the runs with and without KL on equal terms; they "
+                "need a new full run with `--keep` and key figures (about 40 minutes alone)",
 }
 
 

@@ -587,6 +587,16 @@ def _first_reply_point(reference: dict) -> dict:
                                       ("reward", "scores"))}}
 
 
+def _top_opening(replies: list[str], words: int = 2) -> dict:
+    """The commonest first `words` words of the replies and their share: a policy that found one phrasing the
+    reward model likes opens most replies with it."""
+    from collections import Counter
+
+    openings = Counter(" ".join(r.split()[:words]).lower() for r in replies)
+    text, count = openings.most_common(1)[0]
+    return {"words": text, "share": round(count / len(replies), 4)}
+
+
 def _spearman(a, b) -> dict:
     """Spearman's rank correlation of two score lists, with its p-value (scipy)."""
     from scipy.stats import spearmanr
@@ -648,7 +658,8 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
                 **{k: round(run[k], 4) for k in ("reward_model", "reward", "judge", "kl", "distinct_2",
                                                  "perplexity", "length")},
                 "judge_change": change["judge"], "reward_change": change["reward"], "reward_model_change": rm_change,
-                "judge_win_rate": round(change["judge_win_rate"], 4), "train": run["train"],
+                "judge_win_rate": round(change["judge_win_rate"], 4), "top_opening": _top_opening(run["replies"]),
+                "train": run["train"],
                 "eval_wall_s": run["eval_wall_s"], "eval_cpu_s": run["eval_cpu_s"]}
         table[method] = row
     reference = runs["reference"][seeds[0]]
