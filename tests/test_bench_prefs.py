@@ -131,3 +131,35 @@ def test_class_weights_bench_trains_plain_and_weighted_runs():
     for run in (report["runs"]["plain"]["seed0"], report["runs"]["weighted"]["seed0"]):
         assert 0.0 <= run["macro_f1"] <= 1.0 and set(run["recall"]) == set(report["train_counts"])
     assert report["runs"]["plain"]["seed0"] != report["runs"]["weighted"]["seed0"]  # the weights changed training
+
+
+def test_a_run_stopped_by_the_drift_guard_is_measured_at_its_last_checkpoint(tmp_path):
+    # On-policy DPO drifted past the guard at step 17 of 20 in the bench: the run is kept, measured as it stood
+    # at step 16, and the table says so.
+    import torch
+
+    from camp import checkpoint as ckpt
+    from camp import dpo
+
+    ckpt.save_checkpoint(tmp_path / ckpt.FILE_NAME, torch.nn.Linear(2, 2), config={}, progress={"step": 16})
+    calls = []
+
+    def train(cfg, resume):
+        calls.append((cfg.steps, resume))
+        if len(calls) == 1:
+            raise RuntimeError("step 17: ... it has drifted too far to trust.")
+        return "policy", [{"step": s} for s in range(1, cfg.steps + 1)]
+
+    cfg = dpo.DPOConfig(steps=20)
+    policy, history, stopped = bench._guarded(train, cfg, False, tmp_path)
+    assert calls == [(20, False), (16, True)] and len(history) == 16
+    assert stopped["stopped"]["at_step"] == 17 and stopped["stopped"]["measured_at_step"] == 16
+    with pytest.raises(RuntimeError, match="something else"):  # any other error still stops the bench
+        bench._guarded(lambda c, r: (_ for _ in ()).throw(RuntimeError("something else")), cfg, False, tmp_path)
+    with pytest.raises(RuntimeError, match="drifted"):  # and without a checkpoint there is nothing to measure
+        bench._guarded(lambda c, r: (_ for _ in ()).throw(RuntimeError("it has drifted too far")), cfg, False,
+                       tmp_path / "none")
+    row = {"reward_model": 1.0, "reward": 0.0, "judge": 0.1, "kl": 1.0, "distinct_2": 0.5, "perplexity": 5.0,
+           "judge_change": {"mean": 0.0, "ci95": [0.0, 0.0]}, "judge_win_rate": 0.5,
+           "train": {"wall_s": 60.0, "steps_wall_s": 60.0, "cpu_s": 1.0, "replies": 384, **stopped}}
+    assert "stopped by the drift guard at step 17 of 20" in bench.prefs_table({"methods": {"dpo_on_policy": {"seed0": row}}})

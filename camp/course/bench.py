@@ -237,6 +237,8 @@ def prefs_table(report: dict) -> str:
             t = row["train"]
             cost = f"{t.get('steps_wall_s', t['wall_s']) / 60:.1f}" if t["replies"] else \
                 ("sampling only" if method == "best_of_4" else "-")
+            if t.get("stopped"):  # a drift guard ended training early; measured at its last checkpoint
+                cost += f" (stopped by the drift guard at step {t['stopped']['at_step']} of {t['stopped']['of']})"
             lines.append(f"| {PREF_LABELS.get(method, method)} | {seed.removeprefix('seed')} | {row['reward_model']:+.3f} | "
                          f"{row['reward']:+.3f} | {row['judge']:.3f} | {change['mean']:+.3f} [{change['ci95'][0]:+.3f}, "
                          f"{change['ci95'][1]:+.3f}] | {row['judge_win_rate']:.2f} | {row['kl']:.2f} | "
@@ -517,17 +519,21 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
                     save_file(kept[step], folder / f"curve-{step}.safetensors.tmp")
                     os.replace(folder / f"curve-{step}.safetensors.tmp", folder / f"curve-{step}.safetensors")
 
-        policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, resume=resume,
-                                          score_fn=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep)
+        policy, history, stopped = _guarded(lambda c, r: rlhf.train_rlhf(
+            policy, policy.tokenizer, train_people, c, resume=r,
+            score_fn=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep), cfg, resume, folder)
         if folder:
             kept = {int(f.stem.split("-")[1].split(".")[0]): load_file(f) for f in folder.glob("curve-*.safetensors")}
-        train.update(replies=cfg.steps * cfg.batch_size, steps=cfg.steps, config=cfg.__dict__.copy())
+        steps = len(history)
+        train.update(replies=steps * cfg.batch_size, steps=steps, config=cfg.__dict__.copy(), **stopped)
     elif method.startswith("dpo"):
         cfg = _pref_config(method, seed, budget, **saved)
         pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
-        policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
-                                        score_fn=rm, resume=resume)
-        train.update(replies=cfg.steps * cfg.replies_per_step(), steps=cfg.steps, config=cfg.__dict__.copy())
+        policy, history, stopped = _guarded(lambda c, r: dpo.train_dpo(
+            policy, policy.tokenizer, c, pairs=pairs, situations=train_people, score_fn=rm, resume=r),
+            cfg, resume, folder)
+        steps = len(history)
+        train.update(replies=steps * cfg.replies_per_step(), steps=steps, config=cfg.__dict__.copy(), **stopped)
         kept = {}
     else:
         kept = {}
@@ -551,6 +557,26 @@ def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_
     if folder and folder.is_dir():
         shutil.rmtree(folder)  # the run is done; its JSON keeps everything the bench reports
     return {"method": method, "seed": seed, "train": train, "history": history, "curve": curve, **result}
+
+
+def _guarded(train, cfg, resume: bool, folder: Path | None):
+    """Run `train(cfg, resume)`; if a drift guard stops it ("drifted too far"), measure the policy at its last
+    checkpoint instead of losing the run: that is what a learner would be left with. Returns (policy, history,
+    {"stopped": {...}} or {})."""
+    import dataclasses
+
+    from camp import checkpoint as ckpt
+
+    try:
+        policy, history = train(cfg, resume)
+        return policy, history, {}
+    except RuntimeError as err:
+        if "drifted too far" not in str(err) or not folder or not (folder / ckpt.FILE_NAME).is_file():
+            raise
+        last = ckpt.load_checkpoint(folder / ckpt.FILE_NAME)[1]["progress"]["step"]
+        policy, history = train(dataclasses.replace(cfg, steps=last), True)  # reloads step `last`, trains nothing
+        return policy, history, {"stopped": {"at_step": last + 1, "of": cfg.steps, "measured_at_step": last,
+                                             "reason": str(err)}}
 
 
 class BenchPending(RuntimeError):
