@@ -163,3 +163,39 @@ def test_a_run_stopped_by_the_drift_guard_is_measured_at_its_last_checkpoint(tmp
            "judge_change": {"mean": 0.0, "ci95": [0.0, 0.0]}, "judge_win_rate": 0.5,
            "train": {"wall_s": 60.0, "steps_wall_s": 60.0, "cpu_s": 1.0, "replies": 384, **stopped}}
     assert "stopped by the drift guard at step 17 of 20" in bench.prefs_table({"methods": {"dpo_on_policy": {"seed0": row}}})
+
+
+def test_lesson_07_and_the_readme_print_the_kept_bench_and_read_it_right():
+    # benchmarks/prefs.json is `python -m camp bench prefs` of 2026-12-01. The tables in lesson 07's section 14
+    # and in the README are its tables, figure for figure, and the reading's claims hold in it.
+    import re
+    from pathlib import Path
+
+    from test_hygiene import _found, _numbers
+
+    root = Path(__file__).resolve().parents[1]
+    kept = json.loads((root / "benchmarks" / "prefs.json").read_text())
+    cells = json.loads((root / "solutions" / "07_learning_from_preferences" / "07_learning_from_preferences.ipynb")
+                       .read_text())["cells"]
+    text = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    start = next(i for i, t in enumerate(text) if t.startswith("## 14 ·"))
+    section = "\n".join(text[start:next(i for i, t in enumerate(text) if t.startswith("## Summary"))])
+    readme = (root / "README.md").read_text()
+    for table in (bench.prefs_table(kept), bench.prefs_samples(kept), bench.prefs_curve_table(kept)):
+        assert table in section and table in readme
+    pool = _numbers(kept, [])
+    prose = re.sub(r"\|.*\|", "", section)  # the tables are checked whole above; now every figure in the prose
+    missing = [f for f in re.findall(r"(?<![\w.\-/])[+-]?\d+\.\d+(?![\w/]|\.\w)", prose) if not _found(f, pool)]
+    assert missing == [], missing
+    methods = kept["methods"]
+    trained = ("ppo_rm", "rloo_rm", "dpo_offline", "dpo_on_policy")
+    # "No preference-trained method raised the judge with an interval clear of zero, on either seed"
+    assert not [(m, s) for m in trained for s, row in methods[m].items() if row["judge_change"]["ci95"][0] > 0]
+    # "three lowered it": best-of-4, DPO on human pairs and on-policy DPO, and no other
+    lowered = {m for m, rows in methods.items() if any(r["judge_change"]["ci95"][1] < 0 for r in rows.values())}
+    assert lowered == {"best_of_4", "dpo_offline", "dpo_on_policy"}
+    # on-policy DPO was stopped by the drift guard on both seeds; nothing else was
+    assert {m for m, rows in methods.items() for r in rows.values() if r["train"].get("stopped")} == {"dpo_on_policy"}
+    # the reward model cannot rank the reference's replies as the judge does; the environment's reward can
+    for by_scorer in kept["spearman_with_judge_on_reference_samples"].values():
+        assert abs(by_scorer["reward_model"]["rho"]) < 0.1 < by_scorer["environment"]["rho"]
