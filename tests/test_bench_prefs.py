@@ -107,6 +107,8 @@ def test_timing_compares_steps_side_by_side(tmp_path):
     assert rows["ppo_env"]["ratio_to_ppo_env"] == 1.0 and rows["dpo_offline"]["ratio_to_ppo_env"] > 0
     assert all(r["steps_timed"] == 1 and r["step_s"] > 0 for r in rows.values())  # warm-up step left out
     assert rows["ppo_env"]["budget_steps"] == rows["dpo_offline"]["budget_steps"] == 1  # 8 replies, or 4 pairs
+    table = bench.prefs_timing_table(report)
+    assert "| PPO, environment reward |" in table and "| 1.00 |" in table and table.count("\n") == 1 + len(rows)
     with pytest.raises(ValueError, match="at least 2"):
         bench.prefs_timing(str(tmp_path / "rm"), steps=1)
 
@@ -183,7 +185,9 @@ def test_lesson_07_and_the_readme_print_the_kept_bench_and_read_it_right():
     readme = (root / "README.md").read_text()
     for table in (bench.prefs_table(kept), bench.prefs_samples(kept), bench.prefs_curve_table(kept)):
         assert table in section and table in readme
-    pool = _numbers(kept, [])
+    timing = json.loads((root / "benchmarks" / "prefs_timing.json").read_text())  # `bench prefs-timing`, alone
+    assert bench.prefs_timing_table(timing) in section and bench.prefs_timing_table(timing) in readme
+    pool = _numbers(kept, []) + _numbers(timing, [])
     prose = re.sub(r"\|.*\|", "", section)  # the tables are checked whole above; now every figure in the prose
     missing = [f for f in re.findall(r"(?<![\w.\-/])[+-]?\d+\.\d+(?![\w/]|\.\w)", prose) if not _found(f, pool)]
     assert missing == [], missing

@@ -246,6 +246,18 @@ def prefs_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def prefs_timing_table(report: dict) -> str:
+    """`bench prefs-timing` (benchmarks/prefs_timing.json) as a Markdown table: seconds per training step of each
+    method, timed one after another in one process, its ratio to PPO on the environment reward, and the
+    minutes the bench's full budget would take at that rate."""
+    lines = ["| method | seconds per step | ratio to PPO, environment reward | steps in the budget | minutes for the budget |",
+             "|---|---|---|---|---|"]
+    for method, row in report["methods"].items():
+        lines.append(f"| {PREF_LABELS.get(method, method)} | {row['step_s']:.1f} | {row['ratio_to_ppo_env']:.2f} | "
+                     f"{row['budget_steps']} | {row['budget_minutes']:.1f} |")
+    return "\n".join(lines)
+
+
 def prefs_curve_table(report: dict) -> str:
     """The over-optimisation curve of `bench prefs` as a Markdown table: for each seed's reward-model-trained RLOO
     run, the reference (step 0) and the checkpoints along training, with sqrt(KL), the reward model's mean score
