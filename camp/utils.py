@@ -277,3 +277,29 @@ def key_figure(label: str, value: float | int | str, unit: str = "") -> None:
         display({KEY_FIGURE_MIME: figure, "text/plain": text}, raw=True)
     except ImportError:  # outside IPython: print instead
         print(f"{label}: {value} {unit}".rstrip())
+
+
+def key_table(label: str, table, digits: int = 3) -> None:
+    """Show a lesson's headline table, numbers rounded to `digits`, and mark it as a key figure, so
+    `python -m camp run` keeps its values ({column: {row: value}}) beside the run time."""
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"key_table needs a pandas DataFrame, got {type(table).__name__}")
+    shown = table.round(digits)
+
+    def plain(v):
+        if isinstance(v, bool) or v is None:
+            return v
+        if isinstance(v, int | float | np.integer | np.floating):
+            return None if np.isnan(v) else round(float(v), digits)
+        return str(v)
+
+    values = {str(c): {str(r): plain(v) for r, v in shown[c].items()} for c in shown.columns}
+    try:
+        from IPython.display import display
+
+        display({KEY_FIGURE_MIME: {"label": label, "value": values, "unit": ""}, "text/plain": shown.to_string(),
+                 "text/html": shown.to_html()}, raw=True)
+    except ImportError:
+        print(f"{label}:\n{shown.to_string()}")

@@ -110,3 +110,30 @@ def test_an_old_html_report_is_read_and_a_stranger_folder_refused(tmp_path):
                                                          "seconds": round(runs[0].seconds, 1)}]
     with pytest.raises(CourseError, match="written by `python -m camp run`"):
         runner.read_report(tmp_path)
+
+
+def test_a_key_table_is_shown_once_and_kept_with_its_values(tmp_path):
+    # A lesson's headline table (utils.key_table) is kept in benchmarks/lessons.json so the README can quote it.
+
+    course = _course_with(tmp_path, [new_code_cell(
+        "import pandas as pd\nfrom camp.utils import key_table\n"
+        "key_table('before and after', pd.DataFrame({'before': {'reward': 0.12345, 'judge': 0.5},"
+        " 'after': {'reward': 0.2, 'judge': float('nan')}, 'change': {'reward': '+0.1 [0.0, 0.2]', 'judge': '-'}}))")])
+    report, runs = runner.run_all(course, quick="1", out_root=tmp_path / "runs")
+    assert [r.ok for r in runs] == [True], runs[0].error
+    value = {"before": {"reward": 0.123, "judge": 0.5}, "after": {"reward": 0.2, "judge": None},
+             "change": {"reward": "+0.1 [0.0, 0.2]", "judge": "-"}}
+    assert runs[0].figures == [{"label": "before and after", "value": value, "unit": ""}]
+    cell = next(c for c in nbformat.read(runs[0].output, as_version=4).cells if "key_table(" in c.source)
+    shown = cell.outputs
+    assert len(shown) == 1 and "<table" in shown[0]["data"]["text/html"], "the table is shown once, as HTML"
+    assert "before and after: (a table, in report.json)" in report.read_text()
+    table = runner.keep([report.parent], tmp_path / "lessons.json")
+    assert table["quick"]["01_broken"]["figures"] == {"before and after": value}
+
+
+def test_key_table_refuses_what_is_not_a_table():
+    from camp import utils
+
+    with pytest.raises(TypeError, match="pandas DataFrame"):
+        utils.key_table("rows", [{"a": 1}])

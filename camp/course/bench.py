@@ -185,6 +185,22 @@ def class_weights(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seed
             "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
 
 
+def class_weights_table(result: dict) -> str:
+    """A `class_weights` result as a Markdown table (lesson 02 quotes it; a test compares): per loss, test macro-F1
+    and accuracy (mean over seeds, each seed in brackets) and each emotion's recall (mean over seeds)."""
+    seeds = ", ".join(map(str, result["fine_tuning"]["seeds"]))
+    emotions = list(result["train_counts"])
+    lines = [f"| loss | macro-F1 (seeds {seeds}) | accuracy | " + " | ".join(f"recall: {e}" for e in emotions) + " |",
+             "|---|---|---|" + "---|" * len(emotions),
+             "| training texts per emotion | | | " + " | ".join(str(result["train_counts"][e]) for e in emotions) + " |"]
+    for name, label in (("plain", "plain cross-entropy"), ("weighted", "balanced class weights")):
+        mean, runs = result["mean_over_seeds"][name], result["runs"][name].values()
+        per_seed = ", ".join(f"{r['macro_f1']:.3f}" for r in runs)
+        lines.append(f"| {label} | {mean['macro_f1']:.3f} ({per_seed}) | {mean['accuracy']:.3f} | "
+                     + " | ".join(f"{mean['recall'][e]:.3f}" for e in emotions) + " |")
+    return "\n".join(lines)
+
+
 def registers_table(result: dict) -> str:
     """The fine-tuned rows of a `registers` result as a Markdown table (lesson 02 quotes it; a test compares)."""
     tuned = next(v for k, v in result["models"].items() if k.startswith("MiniLM fine-tuned"))

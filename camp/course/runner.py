@@ -105,7 +105,8 @@ def execute(notebook: Path, output: Path, quick: bool, timeout: int = 1800,
 def _row(run: LessonRun) -> str:
     status = "passed" if run.ok else "FAILED"
     colour = "#1a7f37" if run.ok else "#cf222e"
-    figure = "; ".join(f"{f['label']}: {f['value']}{(' ' + f['unit']) if f.get('unit') else ''}"
+    figure = "; ".join(f"{f['label']}: (a table, in report.json)" if isinstance(f["value"], dict) else
+                       f"{f['label']}: {f['value']}{(' ' + f['unit']) if f.get('unit') else ''}"
                        for f in run.figures) or "&ndash;"
     detail = f"<br><small>{html.escape(run.error)}</small>" if run.error else ""
     return (f"<tr><td><a href='{html.escape(run.output.name)}'>{html.escape(run.lesson)}</a></td>"
