@@ -317,3 +317,26 @@ def test_lesson_02_quotes_the_kept_register_benchmark():
                            / "02_emotion_classifier.ipynb").read_text())
     text = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown")
     assert bench.registers_table(kept) in text
+
+
+def test_lesson_02_quotes_the_kept_class_weights_benchmark():
+    # Lesson 01's class weights, used: lesson 02 prints `bench.class_weights_table` of the kept JSON, and every
+    # figure its reading quotes is one of the JSON's (mean over seeds, or a difference of two).
+    import re
+
+    from camp.course import bench
+
+    kept = json.loads((Path(__file__).parents[1] / "benchmarks" / "class_weights.json").read_text())
+    notebook = json.loads((Path(__file__).parents[1] / "solutions" / "02_emotion_classifier"
+                           / "02_emotion_classifier.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in notebook["cells"]
+                if c["cell_type"] == "markdown" and "bench class-weights" in "".join(c["source"]))
+    table = bench.class_weights_table(kept)
+    assert table in cell
+    reading = cell.replace(table, "")
+    mean = kept["mean_over_seeds"]
+    pool = [v for run in mean.values() for v in (run["macro_f1"], run["accuracy"], *run["recall"].values())]
+    pool += [a - b for a, b in zip(list(mean["weighted"]["recall"].values()) + [mean["weighted"]["macro_f1"]],
+                                   list(mean["plain"]["recall"].values()) + [mean["plain"]["macro_f1"]], strict=True)]
+    for figure in re.findall(r"[+-]?\d+\.\d{3}", reading):
+        assert any(abs(abs(float(figure)) - abs(round(x, 3))) < 6e-4 for x in pool), f"{figure} is not in the JSON"

@@ -137,3 +137,13 @@ def test_key_table_refuses_what_is_not_a_table():
 
     with pytest.raises(TypeError, match="pandas DataFrame"):
         utils.key_table("rows", [{"a": 1}])
+
+
+def test_a_cell_past_its_time_limit_fails_the_lesson_instead_of_the_run(tmp_path):
+    # A full-mode cell once ran past papermill's limit and the whole `camp run` died with a traceback; the lesson
+    # must fail with a message instead, and full mode must allow the hour-long training cells it has.
+    course = _course_with(tmp_path, [new_code_cell("import time\ntime.sleep(30)")])
+    notebook = course / "solutions" / "01_broken" / "01_broken.ipynb"
+    run = runner.execute(notebook, tmp_path / "out" / "01_broken.ipynb", quick=True, timeout=3)
+    assert not run.ok and "ran past the 3 s limit per cell" in run.error
+    assert runner.CELL_TIMEOUT_S[False] >= 3 * 3600 > runner.CELL_TIMEOUT_S[True]

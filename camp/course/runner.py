@@ -79,12 +79,20 @@ def kernel_config() -> Config:
     return config
 
 
-def execute(notebook: Path, output: Path, quick: bool, timeout: int = 1800,
+# The longest a single cell may run: a hung quick-mode cell must not stall CI, while full mode's training cells
+# run for most of an hour on a 2-core CPU (lesson 06 trains two seeds in one cell).
+CELL_TIMEOUT_S = {True: 1800, False: 4 * 3600}
+
+
+def execute(notebook: Path, output: Path, quick: bool, timeout: int | None = None,
             parameters: dict | None = None) -> LessonRun:
-    """Run one notebook in its own folder with papermill. Never raises for a failing cell: see .error."""
+    """Run one notebook in its own folder with papermill. Never raises for a failing, timed-out or dead cell:
+    see .error. `timeout` is the limit per cell in seconds (default CELL_TIMEOUT_S for the mode)."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    timeout = CELL_TIMEOUT_S[bool(quick)] if timeout is None else timeout
     output.parent.mkdir(parents=True, exist_ok=True)
     params = {"QUICK": quick, **(parameters or {})}
     start = time.perf_counter()
@@ -97,6 +105,11 @@ def execute(notebook: Path, output: Path, quick: bool, timeout: int = 1800,
         cell = err.cell_index
         error = (f"{notebook.name}: cell {cell} (execution count {err.exec_count}) raised "
                  f"{err.ename}: {err.evalue}")
+    except CellTimeoutError:
+        error = (f"{notebook.name}: a cell ran past the {timeout} s limit per cell; the executed notebook shows "
+                 f"which (pass a larger timeout to runner.execute if the cell is meant to run that long)")
+    except DeadKernelError as err:
+        error = f"{notebook.name}: the kernel died ({err}); out of memory is the usual cause"
     seconds = time.perf_counter() - start
     figures = key_figures(nbformat.read(output, as_version=4)) if output.exists() else []
     return LessonRun(notebook.parent.name, not error, seconds, output, quick, error, figures)
