@@ -114,7 +114,6 @@ def test_an_old_html_report_is_read_and_a_stranger_folder_refused(tmp_path):
 
 def test_a_key_table_is_shown_once_and_kept_with_its_values(tmp_path):
     # A lesson's headline table (utils.key_table) is kept in benchmarks/lessons.json so the README can quote it.
-
     course = _course_with(tmp_path, [new_code_cell(
         "import pandas as pd\nfrom camp.utils import key_table\n"
         "key_table('before and after', pd.DataFrame({'before': {'reward': 0.12345, 'judge': 0.5},"
