@@ -147,3 +147,20 @@ def test_kept_reward_benchmark_says_what_the_lesson_claims():
     assert checks["reward model"]["ci95"][0] <= checks["environment reward"]["agreement"]  # not shown apart there
     assert 0.40 <= test["length"]["agreement"] <= 0.60
     assert _kept("reward_model_720.json")["judge_checks"]["reward model"]["agreement"] == pytest.approx(28 / 36)
+
+
+def test_lesson_07_stops_the_reward_model_where_the_kept_run_levelled_off():
+    # Lesson 07's full mode trains three epochs, and section 4 says why with the kept five-epoch run's history:
+    # validation accuracy at epoch 3 was never beaten later, while the training loss kept falling.
+    notebook = json.loads((ROOT / "solutions" / "07_learning_from_preferences" /
+                           "07_learning_from_preferences.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in notebook["cells"]]
+    history = {h["epoch"]: h for h in _kept("reward_model.json")["history"]}
+    at3, last = history[3.0], history[max(history)]
+    assert all(h["eval/accuracy"] <= at3["eval/accuracy"] for h in history.values())
+    assert last["train/loss"] < at3["train/loss"]
+    text = next(c for c in cells if c.startswith("### Overfitting")).replace("\n", " ")
+    assert f"reached {at3['eval/accuracy']:.3f} at epoch 3" in text
+    assert f"training accuracy hit {at3['train/accuracy']:.3f}" in text
+    assert f"training loss fell from {at3['train/loss']:.3f} to {last['train/loss']:.3f}" in text
+    assert "RewardConfig(epochs=3)" in next(c for c in cells if "CFG = RewardConfig" in c)
