@@ -144,10 +144,6 @@ README_UNBACKED = {
     "lesson02": "lesson 02's tables (quick and full mode, 2026-12-01) were read off `python -m camp run` notebooks "
                 "before runs kept their figures; the lesson now shows every row as a key figure (cells 4, 22, 47, "
                 "49), so a full run with `--keep` (about 17 minutes alone) backs them",
-    "lesson06": "lesson 06's full-mode tables (2026-12-01) come from a run made before replies stopped at their "
-                "second sentence and before section 6 compared the runs with and without KL on equal terms; its "
-                "key tables are in place (cells 36, 40, 42), and a full run with `--keep` (over an hour alone) or "
-                "a full mode redesigned to fit 30 minutes backs them",
 }
 
 
