@@ -141,9 +141,6 @@ def test_every_citation_in_a_lesson_is_in_its_linked_reading_list():
 # asserts the figure within a band). A block whose figures are not backed yet is tagged `unbacked:NAME`, and NAME
 # must be listed here with the reason and what would back it; the list only shrinks.
 README_UNBACKED = {
-    "lesson02": "lesson 02's tables (quick and full mode, 2026-12-01) were read off `python -m camp run` notebooks "
-                "before runs kept their figures; the lesson now shows every row as a key figure (cells 4, 22, 47, "
-                "49), so a full run with `--keep` (about 17 minutes alone) backs them",
 }
 
 
