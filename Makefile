@@ -1,8 +1,13 @@
 # Empathy Camp: one entry point for learners, instructors and CI.
 #   make run         set up .venv, execute every solution notebook, write runs/<timestamp>/index.html
-#   make run QUICK=1 force quick mode (QUICK=0 forces full mode; default: quick on CPU, full on GPU)
-#   make test        set up .venv, then the whole test suite (what CI runs)
-#   make test-fast   the same without the notebook and slow tests (a few minutes): before every commit
+#   make run QUICK=1 force quick mode (QUICK=0 full mode, QUICK=smoke the smallest run; default: quick on CPU,
+#                    full on GPU)
+#   make test        the fast tier, what CI runs (under 10 minutes on 2 cores): every unit test and doctest, every
+#                    solution and every blank lesson executed in smoke size, the browser tests
+#   make test-full   everything: the fast tier plus each solution in quick mode with its quality checks, the
+#                    resume and two-process training tests and the wheel install. Run it before you resolve an
+#                    issue that touches a lesson or a training loop
+#   make test-unit   the fast tier without notebooks (a few minutes): before every commit
 #   make lab         JupyterLab on lessons/
 #   make lessons     regenerate lessons/ from solutions/
 #   make browser     install Chromium + playwright-core, then run the real-browser test (JupyterLab, lesson 03)
@@ -21,7 +26,7 @@ LAB_HUB := $(if $(filter file,$(origin HF_HUB_OFFLINE)),env -u HF_HUB_OFFLINE,)
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup run test test-fast lab lessons check doctor clean
+.PHONY: setup run test test-full test-unit lab lessons check doctor clean
 
 setup: $(STAMP)
 
@@ -43,11 +48,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m camp run --quick $(QUICK)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist load --maxschedchunk 1 --durations=25
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist load --maxschedchunk 1 --durations=25
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist load --maxschedchunk 1 -m "not notebook and not slow"
+test: $(STAMP)
+	$(PYTEST) -m "not slow"
+
+test-full: $(STAMP)
+	$(PYTEST)
+
+test-unit: $(STAMP)
+	$(PYTEST) -m "not notebook and not slow"
 
 lab: $(STAMP)
 	$(LAB_HUB) $(BIN)/jupyter lab lessons/

@@ -192,6 +192,28 @@ class Situation:
     worse: tuple[str, ...]
 
 
+def spread(items, n: int | None):
+    """`n` items taken at even steps through `items`, in order: all of them when `n` is None or not smaller.
+
+    `items` is a list, a `datasets.Dataset`, or a dict of either (a `DatasetDict`, or lesson 07's pairs by split),
+    shrunk split by split. Lessons shrink their data with it in smoke size: even steps keep every emotion, where the
+    first `n` of a sorted file would not.
+
+    >>> spread(list(range(10)), 3)
+    [0, 3, 6]
+    >>> spread({"train": list("abcdef"), "test": list("xy")}, 2)
+    {'train': ['a', 'd'], 'test': ['x', 'y']}
+    """
+    if isinstance(items, dict):  # a DatasetDict is a dict too
+        return type(items)({split: spread(part, n) for split, part in items.items()})
+    if n is None or n >= len(items):
+        return items
+    if n < 1:
+        raise ValueError(f"n must be at least 1 (or None for all), got {n}")
+    index = [int(i * len(items) / n) for i in range(n)]
+    return items.select(index) if hasattr(items, "select") else [items[i] for i in index]
+
+
 def load_situations(path: Path | None = None) -> list[Situation]:
     """The situations bank (at least 60 per emotion), checked; `path` defaults to camp's own file."""
     situations = _read_situations(path or corpus_dir() / "situations.jsonl")

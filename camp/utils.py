@@ -145,8 +145,45 @@ def is_colab() -> bool:
 
 
 def is_grading() -> bool:
-    """True while nbgrader executes a notebook (validate or autograde): lessons shrink their work then."""
+    """True while nbgrader executes a notebook (validate or autograde): lessons run in smoke size then."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+SIZES = ("smoke", "quick", "full")
+
+
+def run_size(quick: bool | str = True) -> str:
+    """The size a lesson runs at, from its `QUICK` parameter (introduced in lesson 00).
+
+    * "smoke" (`QUICK = "smoke"`, and always while nbgrader executes a notebook): every cell runs, with the fewest
+      steps, people and tokens that still go through each code path. CI and autograding use it; it proves that
+      the lesson works, not what it teaches, so quality checks (`quality_check`) are skipped.
+    * "quick" (`QUICK = True`): a CPU-sized run whose results are worth reading.
+    * "full" (`QUICK = False`): the sizes the lesson's kept figures come from (a GPU, or a long CPU run).
+
+    >>> run_size(True), run_size(False), run_size("smoke")
+    ('quick', 'full', 'smoke')
+    """
+    if quick == "smoke" or is_grading():
+        return "smoke"
+    if isinstance(quick, bool | np.bool_):
+        return "quick" if quick else "full"
+    raise ValueError(f'QUICK must be True, False or "smoke", got {quick!r}')
+
+
+def quality_check(ok: bool, message: str, size: str) -> None:
+    """Assert what a lesson teaches (for example "PPO reaches 0.6 accuracy") in quick and full size. In smoke size
+    the run is too small to show it: print that the check was skipped instead.
+
+    >>> quality_check(False, "PPO reaches 0.6 accuracy", "smoke")
+    skipped in smoke size (too few steps to show it): PPO reaches 0.6 accuracy
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    if size == "smoke":
+        print(f"skipped in smoke size (too few steps to show it): {message}")
+    elif not ok:
+        raise AssertionError(message)
 
 
 def hub_offline_requested() -> bool:

@@ -189,14 +189,16 @@ class SideBySide:
     `policy` is one `camp.lm.PolicyWithValue`; `adapters` maps a name to an adapter state (`policy.adapter_state()`
     after training) or None for the reference (adapters off). Swapping
     adapters in one model costs no second copy of the weights. `send(text, emotion)` does what the button does
-    and returns one row per policy: `policy`, `reply`, `reward_model`, `judge`.
+    and returns one row per policy: `policy`, `reply`, `reward_model`, `judge`. `max_new_tokens` caps a reply's
+    length (a reply ends after two sentences anyway).
     """
 
-    def __init__(self, policy, adapters: dict, reward_model=None, seed: int = 0, temperature: float = 0.7):
+    def __init__(self, policy, adapters: dict, reward_model=None, seed: int = 0, temperature: float = 0.7,
+                 max_new_tokens: int = 40):
         if not adapters:
             raise ValueError("nothing to compare: give adapters, e.g. {'reference': None, 'DPO': p.adapter_state()}")
         self.policy, self.adapters, self.rm = policy, dict(adapters), reward_model
-        self.seed, self.temperature = seed, temperature
+        self.seed, self.temperature, self.max_new_tokens = seed, temperature, max_new_tokens
         self.said = w.Text(placeholder="What the person says", layout=w.Layout(width="60%"))
         self.feeling = w.Dropdown(options=list(EMOTIONS), value="sadness", description="feeling")
         self.button = w.Button(description="Reply", button_style="primary")
@@ -243,6 +245,7 @@ class SideBySide:
         return rows
 
     def _reply(self, chat_prompts, text: str) -> str:
-        batch = self.policy.generate(chat_prompts(self.policy.tokenizer, [text]), temperature=self.temperature)
+        batch = self.policy.generate(chat_prompts(self.policy.tokenizer, [text]), temperature=self.temperature,
+                                     max_new_tokens=self.max_new_tokens)
         return batch["texts"][0]
 

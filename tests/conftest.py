@@ -120,42 +120,50 @@ def kill_after_checkpoint():
     return _kill_after_checkpoint
 
 
-# Seconds the longest tests took in a clean-clone CI run (`make test` prints the 25 slowest; refresh this when a
-# cost changes a lot). Everything else takes about a second. From the clean-clone run of 2026-12-01 after lesson
-# 07 joined (commit 8994216, pytest 1284 s); the reward model's tests were trimmed after it (noted where).
+# Seconds the longest tests took in a run of `make test-full` (`--durations` prints them; refresh this when a cost
+# changes a lot, and rename a key with its test: a key that names no collected test stops the suite). Everything
+# else takes about a second. The fast tier (`-m "not slow"`) schedules from the same table.
 DURATIONS = {
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[02_emotion_classifier]": 60,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[07_learning_from_preferences]": 60,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 60,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[06_rl_fine_tuning]": 40,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[07_learning_from_preferences]": 50,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[02_emotion_classifier]": 40,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[06_rl_fine_tuning]": 30,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[08_evaluation_and_responsible_use]": 30,
+    "tests/test_reward_model.py::test_cli_train_reward_writes_model_and_report": 60,
+    "tests/test_browser.py::test_lesson_07_rating_click_writes_one_line": 50,
+    "tests/test_browser.py::test_lesson_03_chat_playground_in_jupyterlab": 40,
+    "tests/test_dpo.py::test_offline_training_separates_the_pairs": 45,
+    "tests/test_classroom.py::test_round_trip_scores_correct_and_blank_submissions": 25,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[02_emotion_classifier]": 288,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[07_learning_from_preferences]": 267,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 163,
     "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[06_rl_fine_tuning]": 147,
-    "tests/test_browser.py::test_lesson_07_rating_click_writes_one_line": 123,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[07_learning_from_preferences]": 97,
     "tests/test_train.py::test_accelerate_launch_two_cpu_processes_trains_as_well": 93,
     "tests/test_train.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 84,
-    "tests/test_browser.py::test_lesson_03_chat_playground_in_jupyterlab": 82,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[02_emotion_classifier]": 71,
     "tests/test_wheel_install.py::test_wheel_installed_like_colab_runs_doctor_and_lessons": 70,
     "tests/test_rlhf_train.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 65,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[03_empathy_environment]": 60,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[06_rl_fine_tuning]": 59,
-    "tests/test_reward_model.py::test_cli_train_reward_writes_model_and_report": 60,  # 48 s alone, after trimming
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[05_policy_gradients]": 42,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[05_policy_gradients]": 39,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[01_emotion_data]": 36,
-    "tests/test_classroom.py::test_round_trip_scores_correct_and_blank_submissions": 35,
-    "tests/test_reward_model.py::test_resume_continues_exactly": 35,  # 25 s alone, after trimming
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[03_empathy_environment]": 32,
-    "tests/test_env.py::test_reflective_listening_beats_random_and_dismissive": 24,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[01_emotion_data]": 24,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[04_reward_design]": 22,
-    "tests/test_train.py::test_best_weights_get_their_own_file_written_only_when_validation_improves": 21,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[04_reward_design]": 19,
-    "tests/test_notebooks.py::test_blank_lesson_passes_none_of_its_graded_tests[08_evaluation_and_responsible_use]": 15,
-    "tests/test_reward_model.py::test_training_moves_the_weights_and_lowers_the_training_loss": 15,
 }
 
 
+def stale_durations(durations: dict[str, float], nodeids: list[str]) -> list[str]:
+    """The keys of `durations` that name no collected test: renamed or removed tests, whose cost would otherwise
+    be forgotten silently (the test runs last instead of first)."""
+    collected = set(nodeids)
+    return sorted(key for key in durations if key not in collected)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect: every collected test counts
 def pytest_collection_modifyitems(config, items):
     """Longest first. With `--dist load --maxschedchunk 1` (make test) each worker that falls idle takes the
-    longest test left, so the two workers finish close together; a plain `pytest` keeps the same order."""
+    longest test left, so the two workers finish close together; a plain `pytest` keeps the same order.
+
+    When the whole suite was collected (no file or test named on the command line), every key of DURATIONS must
+    name a collected test, or the run stops with the stale keys named."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        if stale := stale_durations(DURATIONS, [item.nodeid for item in items]):
+            raise pytest.UsageError("tests/conftest.py DURATIONS names tests that were not collected (renamed or "
+                                    "removed?); rename or drop these keys:\n  " + "\n  ".join(stale))
     items.sort(key=lambda item: -DURATIONS.get(item.nodeid, 1))

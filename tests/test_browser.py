@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ RATER_NOTEBOOK = ROOT / "solutions" / "07_learning_from_preferences" / "07_learn
 SHOTS = ROOT / "runs" / "browser"
 REPLY = "That sounds really hard. I am here and listening."
 START_TIMEOUT = 60  # s for the Jupyter server to answer; it takes ~3 s when the machine is not busy
-RUN_TIMEOUT = 300  # s for Run All of lesson 03 in quick mode: 60-150 s seen on 2 cores shared with other jobs
+RUN_TIMEOUT = 300  # s for Run All of a lesson in smoke size, with room for 2 cores shared with other jobs
 
 
 def _missing() -> str | None:
@@ -147,34 +148,35 @@ def _lab(tmp_path, notebook: Path, driver_args: list[str], kernel_env: dict | No
     return stdout, shot
 
 
-@pytest.mark.slow
+def _smoke_copy(notebook: Path, tmp_path: Path, **parameters: str) -> nbformat.NotebookNode:
+    """The notebook as Run All will see it: in the lab folder, in smoke size (QUICK = "smoke", as papermill would
+    set it), with any other parameter given as NAME="source text" set too. Returns the copy."""
+    nb = nbformat.read(notebook, 4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source += "".join(f"\n{name} = {value}" for name, value in {"QUICK": '"smoke"', **parameters}.items())
+    (tmp_path / "lab").mkdir(exist_ok=True)
+    nbformat.write(nb, tmp_path / "lab" / notebook.name)
+    return nb
+
+
 def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
+    _smoke_copy(NOTEBOOK, tmp_path)
     stdout, shot = _lab(tmp_path, NOTEBOOK, ["--mode", "chat", "--reply", REPLY])
     # The driver already waited for this; checking its report keeps the test's claim visible here.
     assert f"agent: {REPLY}" in stdout  # the click reached the kernel, and the new turn came back
     record_property("screenshot", str(shot))
 
 
-@pytest.mark.slow
 def test_lesson_07_rating_click_writes_one_line(tmp_path, record_property):
-    import json
-
-    import nbformat
-
-    # Part 1 of the lesson as a learner has it, with its ratings file pointed into the temp folder (as papermill
-    # would set a parameter), and nbgrader's small sizes (NBGRADER_EXECUTION) so Run All takes about a minute.
+    # Part 1 of the lesson as a learner has it, in smoke size, with its ratings file pointed into the temp folder
+    # (as papermill would set a parameter). Part 1 only: the rater is there, and part 2's policy training (run by
+    # the papermill tests) would only add to Run All before the click.
     ratings = tmp_path / "my_ratings.jsonl"
-    nb = nbformat.read(RATER_NOTEBOOK, 4)
-    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    params.source = params.source.replace('RATINGS_FILE = "auto"', f'RATINGS_FILE = "{ratings}"')
-    assert str(ratings) in params.source
-    # Part 1 only: the rater is there, and part 2's policy training (run by the papermill tests) would only add
-    # minutes of Run All before the click.
+    nb = _smoke_copy(RATER_NOTEBOOK, tmp_path, RATINGS_FILE=repr(str(ratings)))
     part2 = next(i for i, c in enumerate(nb.cells) if c.source.startswith("# Part 2"))
     nb.cells = nb.cells[:part2]
-    (tmp_path / "lab").mkdir()
     nbformat.write(nb, tmp_path / "lab" / RATER_NOTEBOOK.name)
-    stdout, shot = _lab(tmp_path, RATER_NOTEBOOK, ["--mode", "rate"], {"NBGRADER_EXECUTION": "validate"})
+    stdout, shot = _lab(tmp_path, RATER_NOTEBOOK, ["--mode", "rate"])
     assert "rated: Pair 2 of" in stdout  # the widget moved on to the next pair after the click
     lines = ratings.read_text().splitlines()
     assert len(lines) == 1, lines  # one click, one line

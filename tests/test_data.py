@@ -173,7 +173,6 @@ def test_no_exact_duplicates(corpus):
     assert len(corpus_checks.exact_duplicates(planted)) == 1
 
 
-@pytest.mark.slow
 def test_no_near_duplicates_across_splits(corpus):
     assert corpus_checks.cross_split_near_duplicates(corpus) == []
 

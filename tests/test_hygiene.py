@@ -224,3 +224,25 @@ def test_every_readme_figure_names_its_source():
                             f"(<!-- figures: ... -->): {line.strip()[:80]}")
     assert problems == [], "\n".join(problems)
     assert used == set(README_UNBACKED), f"unbacked blocks and the list differ: {used ^ set(README_UNBACKED)}"
+
+
+def test_a_stale_key_in_the_durations_table_stops_the_suite(tmp_path):
+    # A copy of tests/conftest.py beside one test, its DURATIONS table replaced: one real key, one planted key
+    # that names no test (as a rename leaves behind). Collecting the whole folder must fail and name the key.
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_one.py").write_text("def test_a():\n    assert True\n")
+    conftest = (ROOT / "tests" / "conftest.py").read_text()
+    planted = "tests/test_one.py::test_renamed_long_ago"
+
+    def run(durations: dict, *args: str) -> subprocess.CompletedProcess:
+        (tests / "conftest.py").write_text(f"{conftest}\nDURATIONS = {durations!r}\n")
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    stale = run({"tests/test_one.py::test_a": 3, planted: 5})
+    assert stale.returncode != 0 and planted in stale.stdout + stale.stderr, stale.stdout + stale.stderr
+    assert "rename or drop these keys" in stale.stdout + stale.stderr
+    assert run({"tests/test_one.py::test_a": 3}).returncode == 0  # every key names a test: the suite runs
+    # one file named on the command line collects part of the suite: nothing to check against, so it runs
+    assert run({"tests/test_one.py::test_a": 3, planted: 5}, "tests/test_one.py").returncode == 0

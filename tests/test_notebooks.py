@@ -1,5 +1,6 @@
-"""Every solution notebook runs end to end in quick mode, passes its own graded tests, and every generated
-lesson fails all of them (so the tests really test the learner's code)."""
+"""Every solution notebook runs end to end (in smoke size in the fast tier, in quick mode in the full tier) and
+passes its own graded tests, and every generated lesson fails each of them because its exercise is blank (so the
+tests really test the learner's code). Blank lessons run as nbgrader runs them, so in smoke size."""
 
 import os
 import re
@@ -21,15 +22,19 @@ def _graded(path, key):
     return [c for c in nbformat.read(path, 4).cells if c.metadata.get("nbgrader", {}).get(key)]
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("notebook", SOLUTIONS, ids=_ids(SOLUTIONS))
-def test_solution_runs_in_quick_mode_and_passes_its_graded_tests(notebook, tmp_path):
-    # One execution per notebook: papermill in quick mode, as `make run` does. The solution holds the hidden
-    # tests too, so its output records every graded cell's outcome, read as `python -m camp progress` reads it.
+def _printed(path) -> str:
+    """Everything an executed notebook's code cells printed."""
+    return "".join(o.get("text", "") for c in nbformat.read(path, 4).cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+
+
+def _run_solution(notebook, tmp_path, quick: bool | str):
+    # One execution per notebook: papermill, as `make run` does. The solution holds the hidden tests too, so its
+    # output records every graded cell's outcome, read as `python -m camp progress` reads it.
     graded = _graded(notebook, "grade")
     assert graded, f"{notebook.name} has no graded test cells"
     assert any("BEGIN HIDDEN TESTS" in c.source for c in graded), f"{notebook.name} has no hidden tests"
-    run = runner.execute(notebook, tmp_path / notebook.name, quick=True, timeout=TIMEOUT)
+    run = runner.execute(notebook, tmp_path / notebook.name, quick=quick, timeout=TIMEOUT)
     result = progress.check_notebook(nbformat.read(run.output, 4), notebook.parent.name)
     failed = [f"{t.grade_id}: {t.message}" for t in result.tests if t.status == progress.FAIL]
     if failed:
@@ -38,9 +43,27 @@ def test_solution_runs_in_quick_mode_and_passes_its_graded_tests(notebook, tmp_p
         pytest.fail(f"{notebook.relative_to(notebook.parents[2])}: {run.error}", pytrace=False)
     assert result.tests and all(t.status == progress.PASS for t in result.tests), result.tests
     if notebook.parent.name == "02_emotion_classifier":  # tests run offline: the real-tweets cell must say it skipped
-        printed = "".join(o.get("text", "") for c in nbformat.read(run.output, 4).cells if c.cell_type == "code"
-                          for o in c.get("outputs", []))
-        assert "Skipped: the hub is unreachable" in printed
+        assert "Skipped: the hub is unreachable" in _printed(run.output)
+    return run
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=_ids(SOLUTIONS))
+def test_solution_runs_in_smoke_size_and_passes_its_graded_tests(notebook, tmp_path):
+    # The fast tier (make test, CI): every cell runs at the smallest size, every graded test passes, and the
+    # checks of what a lesson teaches say they were skipped rather than pass on too little training.
+    run = _run_solution(notebook, tmp_path, "smoke")
+    checks = sum(c.source.count("utils.quality_check(") for c in nbformat.read(notebook, 4).cells)
+    assert _printed(run.output).count("skipped in smoke size") == checks, "every quality check should say it was skipped"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=_ids(SOLUTIONS))
+def test_solution_runs_in_quick_mode_and_passes_its_graded_tests(notebook, tmp_path):
+    # The full tier (make test-full): quick mode, where the lesson's quality checks are asserted.
+    run = _run_solution(notebook, tmp_path, True)
+    assert "skipped in smoke size" not in _printed(run.output)
 
 
 @pytest.mark.notebook

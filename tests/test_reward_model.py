@@ -38,6 +38,7 @@ def test_training_moves_the_weights_and_lowers_the_training_loss(pairs):
     assert {"train/accuracy", "eval/accuracy", "eval/loss", "time/pairs_per_s"} <= set(history[-1])
 
 
+@pytest.mark.slow  # the full tier: resume tests
 def test_resume_continues_exactly(pairs, tmp_path):
     val = pairs["validation"][:4]
     whole, h_whole = train_reward_model(RewardModel.from_encoder(seed=0), pairs["train"], val,

@@ -12,9 +12,10 @@ from camp.course import runner
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), (True, True), ("false", False)])
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), (True, True), ("false", False),
+                                                  ("smoke", "smoke"), ("Smoke", "smoke")])
 def test_resolve_quick_explicit(value, expected):
-    assert runner.resolve_quick(value) is expected
+    assert runner.resolve_quick(value) == expected and type(runner.resolve_quick(value)) is type(expected)
 
 
 def test_resolve_quick_auto_is_quick_without_gpu():
@@ -26,6 +27,31 @@ def test_resolve_quick_auto_is_quick_without_gpu():
 def test_resolve_quick_rejects_garbage():
     with pytest.raises(ValueError, match="QUICK must be"):
         runner.resolve_quick("maybe")
+
+
+def test_the_lesson_sizes_follow_quick_and_grading(monkeypatch):
+    from camp import utils
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert [utils.run_size(q) for q in (True, False, "smoke")] == ["quick", "full", "smoke"]
+    with pytest.raises(ValueError, match='QUICK must be True, False or "smoke"'):
+        utils.run_size("fast")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # nbgrader executing: smoke size, whatever QUICK says
+    assert [utils.run_size(q) for q in (True, False, "smoke")] == ["smoke"] * 3
+    with pytest.raises(AssertionError, match="PPO reaches 0.6"):
+        utils.quality_check(False, "PPO reaches 0.6", "quick")
+    utils.quality_check(True, "PPO reaches 0.6", "full")  # a claim that holds passes quietly
+
+
+def test_a_smoke_run_is_reported_but_never_kept(tmp_path):
+    from camp.course.release import CourseError
+
+    course = _course_with(tmp_path, [new_code_cell("x = 1")])
+    report, runs = runner.run_all(course, quick="smoke", out_root=tmp_path / "runs")
+    assert runs[0].ok and runs[0].mode == "smoke" and "mode: smoke" in report.read_text()
+    with pytest.raises(CourseError, match="only quick and full runs are kept"):
+        runner.keep([report.parent], tmp_path / "lessons.json")
+    assert not (tmp_path / "lessons.json").exists()
 
 
 def _course_with(tmp_path, cells) -> Path:
@@ -145,4 +171,4 @@ def test_a_cell_past_its_time_limit_fails_the_lesson_instead_of_the_run(tmp_path
     notebook = course / "solutions" / "01_broken" / "01_broken.ipynb"
     run = runner.execute(notebook, tmp_path / "out" / "01_broken.ipynb", quick=True, timeout=3)
     assert not run.ok and "ran past the 3 s limit per cell" in run.error
-    assert runner.CELL_TIMEOUT_S[False] >= 3 * 3600 > runner.CELL_TIMEOUT_S[True]
+    assert runner.CELL_TIMEOUT_S["full"] >= 3 * 3600 > runner.CELL_TIMEOUT_S["quick"] > runner.CELL_TIMEOUT_S["smoke"]

@@ -182,7 +182,7 @@ def class_weights(steps: int = 190, batch_size: int = 32, lr: float = 2e-4, seed
             "test_size": len(data["test"]), "runs": runs, "mean_over_seeds": mean,
             "fine_tuning": {"steps": steps, "batch_size": batch_size, "lr": lr, "seeds": list(seeds),
                             "preset": "TrainConfig.quick (lesson 02's quick mode), max_steps as given"},
-            "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
+            "machine": machine_info(), "date": time.strftime("%Y-%m-%d")}
 
 
 def class_weights_table(result: dict) -> str:
@@ -235,7 +235,7 @@ PREF_LABELS = {"reference": "reference", "best_of_4": "best-of-4 (reward model)"
                "dpo_on_policy": "DPO, on-policy pairs"}
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
     """What a kept benchmark JSON records about the machine it ran on."""
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
@@ -321,7 +321,7 @@ def int8(people: int = 16) -> dict:
                                                                             if r["part"] == part), 3)
                                                             for part in ("attention", "mlp")},
             "largest": sorted(parts, key=lambda r: -r["increase"])[:5], "seconds": round(time.perf_counter() - start, 1),
-            "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
+            "machine": machine_info(), "date": time.strftime("%Y-%m-%d")}
 
 
 def env_speed(batch: int = 64, steps: int = 30, seed: int = 0) -> dict:
@@ -509,7 +509,7 @@ def prefs_timing(reward_model: str, steps: int = 3, budget: int = 480, seed: int
         row["ratio_to_ppo_env"] = round(row["step_s"] / base, 2) if base else None
     return {"benchmark": "prefs_timing", "budget_replies": budget, "seed": seed, "methods": rows,
             "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-            "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
+            "machine": machine_info(), "date": time.strftime("%Y-%m-%d")}
 
 
 def _pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_every: int,
@@ -739,7 +739,7 @@ def prefs(out: str, reward_model: str, budget: int = 480, seeds: tuple[int, ...]
             "spearman_with_judge_on_reference_samples": agreement,
             "overoptimisation": {f"rloo_rm-s{s}": [_first_reply_point(runs["reference"][s]), *runs["rloo_rm"][s]["curve"]]
                                  for s in seeds if "rloo_rm" in runs},
-            "machine": _machine(),
+            "machine": machine_info(),
             "date": time.strftime("%Y-%m-%d")}
 
 

@@ -4,6 +4,7 @@ train-dpo, bench."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -47,6 +48,18 @@ def _run(args: argparse.Namespace) -> int:
     for run in failed:
         print(f"FAILED {run.lesson}: {run.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _time_autograde(args: argparse.Namespace) -> int:
+    from camp.course import classroom
+    from camp.utils import atomic_write_bytes
+
+    result = classroom.time_autograde(args.lessons)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        atomic_write_bytes(args.out, (text + "\n").encode())
+    return 0
 
 
 def _keep_run(args: argparse.Namespace) -> int:
@@ -302,17 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check this machine and show which asset each lesson will use")
     p.set_defaults(func=_doctor)
     p = sub.add_parser("run", help="execute every solution notebook into runs/<timestamp>/ with a report")
-    p.add_argument("--quick", default="auto", help="1, 0 or auto (quick on CPU, full on GPU)")
+    p.add_argument("--quick", default="auto", help="1 (quick), 0 (full), smoke (CI's size: every cell "
+                   "runs, tiny) or auto (quick on CPU, full on GPU)")
     p.add_argument("--lesson", action="append", help="run only this lesson, like 03 (repeatable or a comma list)")
     p.add_argument("--keep", action="store_true", help="copy the passing lessons' run times into "
                    "benchmarks/lessons.json (the README quotes them): run with nothing else on the machine")
     p.set_defaults(func=_run)
+    p = sub.add_parser("time-autograde", help="time nbgrader autograde of one submission (the reference answers) "
+                       "per lesson; run with nothing else on the machine")
+    p.add_argument("lessons", nargs="+", help="lessons, like 02 06 07")
+    p.add_argument("--out", help="also write the JSON here (benchmarks/autograde.json)")
+    p.set_defaults(func=_time_autograde)
     p = sub.add_parser("keep-run", help="copy the run times of earlier `run` reports into benchmarks/lessons.json")
     p.add_argument("folders", nargs="+", help="run folders, runs/<timestamp>/")
     p.add_argument("--note", help="kept beside each time: what has changed in the lesson since that run, if anything")
     p.set_defaults(func=_keep_run)
     p = sub.add_parser("progress", help="which graded tests pass in your copies of the lessons (runs each "
-                       "notebook in quick mode, or reads saved outputs with --saved)")
+                       "notebook in smoke size as nbgrader does, or reads saved outputs with --saved)")
     p.add_argument("--dir", help="folder with your lesson notebooks, NN_name/NN_name.ipynb (default: lessons/)")
     p.add_argument("--lesson", action="append", help="only this lesson, like 03 (repeatable or a comma list)")
     p.add_argument("--saved", action="store_true", help="run nothing: read the outputs saved in the notebooks")

@@ -6,7 +6,7 @@ tests the learner's copy holds; nbgrader adds the hidden ones back when it grade
 
 By default each notebook is executed afresh, the way `nbgrader validate` would: in memory (the learner's file
 is never written), in its own folder, with `QUICK = True` injected after the `parameters` cell as papermill
-does, and past every error, so one unfinished exercise does not hide the results of the next. `--saved` reads
+does and NBGRADER_EXECUTION set, so in smoke size (`camp.utils.run_size`), and past every error, so one unfinished exercise does not hide the results of the next. `--saved` reads
 the outputs already saved in the notebooks instead and runs nothing.
 
 Cells are numbered from 1 in the messages, as in ruff's `file:cell N` locations.
@@ -270,7 +270,7 @@ def collect(folder: Path, lessons: list[str] | None = None, saved: bool = False,
             results.append(check_notebook(release.read_notebook(path), name, str(path), saved=True))
             continue
         if echo:
-            echo(f"running {_shown(path)} (quick mode)...")
+            echo(f"running {_shown(path)} (smoke size, as nbgrader runs it)...")
         nb, problem = execute(path, timeout=timeout)
         results.append(check_notebook(nb, name, str(path), saved=False, error=problem))
     return results
@@ -290,7 +290,7 @@ def _num(value: float) -> str:
 
 def format_report(results: list[LessonProgress], folder: Path, saved: bool) -> str:
     """The text report: one line per lesson, then the first problem and what to do about it."""
-    how = "saved outputs, nothing run" if saved else "each notebook run afresh in quick mode"
+    how = "saved outputs, nothing run" if saved else "each notebook run afresh in smoke size, as nbgrader runs it"
     lines = [f"Graded tests in {_shown(folder)} ({how}):", ""]
     width = max(len(r.lesson) for r in results)
     for r in results:

@@ -35,23 +35,35 @@ class LessonRun:
     ok: bool
     seconds: float
     output: Path
-    quick: bool
+    quick: bool | str  # True (quick), False (full) or "smoke"
     error: str = ""
     figures: list[dict] = field(default_factory=list)
 
+    @property
+    def mode(self) -> str:
+        return mode_name(self.quick)
 
-def resolve_quick(value: str | bool | None) -> bool:
-    """"auto" (or None) means quick on a machine without a GPU, full where CUDA is available."""
+
+def mode_name(quick: bool | str) -> str:
+    """"smoke", "quick" or "full" for a resolved QUICK value."""
+    return "smoke" if quick == "smoke" else "quick" if quick else "full"
+
+
+def resolve_quick(value: str | bool | None) -> bool | str:
+    """The lessons' QUICK parameter: True (quick), False (full) or "smoke" (CI's size: every cell runs, tiny).
+    "auto" (or None) means quick on a machine without a GPU, full where CUDA is available."""
     if isinstance(value, bool):
         return value
     text = "auto" if value is None else str(value).strip().lower()
     if text == "auto":
         return not torch.cuda.is_available()
-    if text in ("1", "true", "yes"):
+    if text in ("1", "true", "yes", "quick"):
         return True
-    if text in ("0", "false", "no"):
+    if text in ("0", "false", "no", "full"):
         return False
-    raise release.CourseError(f"QUICK must be 1, 0 or auto, got {value!r}")
+    if text == "smoke":
+        return "smoke"
+    raise release.CourseError(f"QUICK must be 1, 0, smoke or auto, got {value!r}")
 
 
 def key_figures(nb: nbformat.NotebookNode) -> list[dict]:
@@ -81,10 +93,10 @@ def kernel_config() -> Config:
 
 # The longest a single cell may run: a hung quick-mode cell must not stall CI, while full mode's training cells
 # run for most of an hour on a 2-core CPU (lesson 06 trains two seeds in one cell).
-CELL_TIMEOUT_S = {True: 1800, False: 4 * 3600}
+CELL_TIMEOUT_S = {"smoke": 600, "quick": 1800, "full": 4 * 3600}
 
 
-def execute(notebook: Path, output: Path, quick: bool, timeout: int | None = None,
+def execute(notebook: Path, output: Path, quick: bool | str, timeout: int | None = None,
             parameters: dict | None = None) -> LessonRun:
     """Run one notebook in its own folder with papermill. Never raises for a failing, timed-out or dead cell:
     see .error. `timeout` is the limit per cell in seconds (default CELL_TIMEOUT_S for the mode)."""
@@ -92,7 +104,7 @@ def execute(notebook: Path, output: Path, quick: bool, timeout: int | None = Non
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    timeout = CELL_TIMEOUT_S[bool(quick)] if timeout is None else timeout
+    timeout = CELL_TIMEOUT_S[mode_name(quick)] if timeout is None else timeout
     output.parent.mkdir(parents=True, exist_ok=True)
     params = {"QUICK": quick, **(parameters or {})}
     start = time.perf_counter()
@@ -127,7 +139,7 @@ def _row(run: LessonRun) -> str:
             f"<td>{run.seconds:.1f} s</td><td>{html.escape(figure) if run.figures else figure}</td></tr>")
 
 
-def write_report(runs: list[LessonRun], folder: Path, quick: bool) -> Path:
+def write_report(runs: list[LessonRun], folder: Path, quick: bool | str) -> Path:
     """Write index.html for a set of runs and return its path."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     ok = sum(r.ok for r in runs)
@@ -136,7 +148,7 @@ def write_report(runs: list[LessonRun], folder: Path, quick: bool) -> Path:
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:.4em .8em;border-bottom:1px solid #ddd}}
 th{{text-align:left}}</style></head><body>
 <h1>Empathy Camp: run {html.escape(folder.name)}</h1>
-<p>{ok} of {len(runs)} lessons passed &middot; mode: {'quick' if quick else 'full'} &middot;
+<p>{ok} of {len(runs)} lessons passed &middot; mode: {mode_name(quick)} &middot;
 device: {html.escape(device)} &middot; total {sum(r.seconds for r in runs):.1f} s</p>
 <table><tr><th>lesson</th><th>status</th><th>run time</th><th>key figure</th></tr>
 {os.linesep.join(_row(r) for r in runs)}
@@ -144,7 +156,7 @@ device: {html.escape(device)} &middot; total {sum(r.seconds for r in runs):.1f} 
 """
     path = folder / "index.html"
     path.write_text(page, encoding="utf-8")
-    report = {"run": folder.name, "mode": "quick" if quick else "full", "device": device, "commit": _commit(),
+    report = {"run": folder.name, "mode": mode_name(quick), "device": device, "commit": _commit(),
               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "python": platform.python_version(), "torch": torch.__version__},
               "lessons": [{"lesson": r.lesson, "ok": r.ok, "seconds": round(r.seconds, 1), "error": r.error,
@@ -176,7 +188,7 @@ def read_report(folder: Path) -> dict:
         raise release.CourseError(f"{folder} holds no report.json or index.html: pass a folder written by "
                                   "`python -m camp run` (runs/<timestamp>/)")
     text = page.read_text(encoding="utf-8")
-    mode = re.search(r"mode: (quick|full)", text)
+    mode = re.search(r"mode: (smoke|quick|full)", text)
     device = re.search(r"device: ([^&]*?) &middot;", text)
     rows = re.findall(r"<tr><td><a href='[^']*'>([^<]+)</a></td><td[^>]*>(passed|FAILED)[^<]*(?:<br>.*?)?</td>"
                       r"<td>([0-9.]+) s</td>", text)
@@ -199,6 +211,9 @@ def keep(folders: list[Path], kept: Path, note: str | None = None) -> dict:
         "quick": {}, "full": {}}
     for folder in folders:
         report = read_report(folder)
+        if report["mode"] not in ("quick", "full"):
+            raise release.CourseError(f"{folder} is a {report['mode']} run: only quick and full runs are kept "
+                                      "(smoke size proves that cells run, its times and figures teach nothing)")
         for row in report["lessons"]:
             if row["ok"]:
                 table[report["mode"]][row["lesson"]] = {
@@ -222,7 +237,7 @@ def run_all(root: Path, quick: str | bool | None = "auto", lessons: list[str] | 
     folder.mkdir(parents=True, exist_ok=False)
     runs = []
     for name in names:
-        print(f"running {name} ({'quick' if quick_mode else 'full'} mode)...", flush=True)
+        print(f"running {name} ({mode_name(quick_mode)} mode)...", flush=True)
         run = execute(root / "solutions" / name / f"{name}.ipynb", folder / f"{name}.ipynb", quick_mode)
         print(f"  {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s {run.error}", flush=True)
         runs.append(run)
