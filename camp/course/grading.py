@@ -85,7 +85,7 @@ REFUSALS: dict[str, tuple[str, ...]] = {
     # 08 evaluation and responsible use
     "win_rate": ("camp.preferences.pairwise_accuracy", "camp.preferences.agreement", "camp.rlhf.compare"),
     "guard": ("camp.safety.guard", "camp.safety.SafeResponder"),
-    "group_gap": ("camp.audit.group_gap",),  # with one template its bootstrap gap is the plain gap
+    "group_gap": ("camp.audit.group_gap",),  # its means, lowest first, give all three
     "model_card": (),  # a written model card, graded by hand: nothing to compute
 }
 
