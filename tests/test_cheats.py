@@ -172,7 +172,6 @@ def _article_names() -> dict:
             "tokenizer": AutoTokenizer.from_pretrained(path), "names": list(data.EMOTIONS)}
 
 
-@pytest.mark.slow
 def test_the_article_repair_must_be_written_not_borrowed():
     cells, names = _cells("02_emotion_classifier"), _article_names()
     honest = _reference(cells, names, "article_code")
@@ -220,7 +219,7 @@ def _lesson_03() -> tuple[dict, dict]:
                                               "listener": Listener.default()}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the full tier: lesson 03's listener over many episodes takes minutes
 def test_the_scripted_policy_must_not_borrow_camps_or_peek_at_people():
     cells, names = _lesson_03()
     _reference(cells, names, "my_policy")
@@ -292,7 +291,6 @@ def test_the_logprob_shift_must_be_written_not_borrowed():
         exec(cells["response_logprobs_tests"], {**names, "my_response_logprobs": off_by_one})
 
 
-@pytest.mark.slow
 def test_the_ppo_update_must_use_the_learners_pieces():
     import math
 
@@ -649,7 +647,6 @@ def test_the_win_rate_cannot_be_borrowed_from_lesson_07(how):
         exec(cells["win_rate_tests"], {**honest, "my_win_rate": borrowed})
 
 
-@pytest.mark.slow
 def test_predicting_the_visible_texts_by_hand_and_borrowing_the_rest_fails():
     # Lesson 02's `model` is the classifier fine-tuned there (minutes of training). A stand-in does as well: MiniLM
     # with a fresh, seeded head; camp.metrics.predict then agrees with the reference answer on any model.
@@ -667,7 +664,6 @@ def test_predicting_the_visible_texts_by_hand_and_borrowing_the_rest_fails():
     _stopped_by_the_refusal(cells, honest, "predict_emotions", cheat)
 
 
-@pytest.mark.slow
 def test_evaluating_the_visible_dataset_by_hand_and_borrowing_the_rest_fails():
     # article_model is called once, on the one encoder there is offline, in the visible part: answering it by hand
     # cannot be caught, and test_the_article_repair_must_be_written_not_borrowed refuses borrowing it outright.
@@ -685,7 +681,7 @@ def test_evaluating_the_visible_dataset_by_hand_and_borrowing_the_rest_fails():
     _stopped_by_the_refusal(cells, honest, "article_code", cheat, learner="article_evaluate", unrefused_passes=False)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the full tier: lesson 03's listener over many episodes takes minutes
 def test_replying_to_the_visible_people_by_hand_and_borrowing_the_rest_fails():
     cells, names = _lesson_03()
     policies, listener = names["policies"], names["listener"]
@@ -696,7 +692,6 @@ def test_replying_to_the_visible_people_by_hand_and_borrowing_the_rest_fails():
     _stopped_by_the_refusal(cells, honest, "my_policy", cheat, unrefused_passes=False)
 
 
-@pytest.mark.slow
 def test_updating_the_visible_policy_by_hand_and_borrowing_the_rest_fails():
     import math
 

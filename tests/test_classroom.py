@@ -4,6 +4,7 @@ generate, collect one correct and one blank submission, autograde, export grades
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from camp.course.classroom import answered, course_folder, grades, nbgrader, submit
 
@@ -33,3 +34,20 @@ def test_round_trip_scores_correct_and_blank_submissions(tmp_path):
         page = (course / "feedback" / student / LESSON / f"{LESSON}.html").read_text()
         assert "discounted_return" in page
         assert "HIDDEN TESTS" not in page and "_rng = _random.Random(7)" not in page
+
+
+@pytest.mark.slow  # the full tier: nbgrader autogrades all nine lessons, in smoke size, one after another
+def test_autograde_gives_every_lesson_s_reference_answers_full_points():
+    # nbgrader scores a test cell that raises, or that writes to stderr (a library's warning), as 0 points
+    from camp.course.classroom import time_autograde
+    from camp.course.release import lesson_names
+
+    def by_hand(lesson: str) -> float:  # written answers (lesson 08's model card) wait for a person's points
+        cells = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", 4).cells
+        return sum(c.metadata["nbgrader"]["points"] for c in cells
+                   if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution"))
+
+    result = time_autograde([name[:2] for name in lesson_names(ROOT)], ROOT)
+    short = {lesson: (row.get("score"), row.get("max_score")) for lesson, row in result["lessons"].items()
+             if row.get("score") != row.get("max_score") - by_hand(lesson)}
+    assert len(result["lessons"]) == 9 and not short, f"reference answers short of full points: {short}"

@@ -202,3 +202,17 @@ def test_cli_bad_input_is_a_clear_error(monkeypatch, capsys, tmp_path, args, mes
     assert cli.main(["progress", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_a_test_cell_that_writes_to_stderr_fails_as_nbgrader_scores_it():
+    # nbgrader gives no points to a graded test cell with stderr output (a library's warning included), so the
+    # progress report and the notebook tests must not call it a pass
+    cell = new_code_cell("model = load()", metadata={"nbgrader": {"grade": True, "solution": False,
+                                                                   "grade_id": "t", "points": 3}})
+    cell.execution_count = 1
+    cell.outputs = [new_output("stream", name="stderr", text="\nLOAD REPORT: classifier.bias MISSING\n")]
+    result = progress.check_notebook(new_notebook(cells=[cell]), "02_x")
+    assert result.tests[0].status == progress.FAIL and result.earned == 0
+    assert "LOAD REPORT" in result.tests[0].message and "stderr" in result.tests[0].hint
+    cell.outputs = [new_output("stream", name="stdout", text="fine\n")]
+    assert progress.check_notebook(new_notebook(cells=[cell]), "02_x").tests[0].status == progress.PASS

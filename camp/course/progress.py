@@ -96,9 +96,15 @@ def error_line(output: dict) -> str:
     return f"{output.get('ename', 'Error')}: {value}" if value else str(output.get("ename", "Error"))
 
 
+def _stderr(cell: nbformat.NotebookNode) -> dict | None:
+    return next((o for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"),
+                None)
+
+
 def cell_status(cell: nbformat.NotebookNode) -> str:
-    """PASS if the cell ran without an error output, FAIL if it raised, NOT_RUN if it never ran."""
-    if _error(cell):
+    """PASS if the cell ran without an error output and wrote nothing to stderr, FAIL if it did either (nbgrader
+    gives a test cell that writes to stderr no points, warnings included), NOT_RUN if it never ran."""
+    if _error(cell) or _stderr(cell):
         return FAIL
     if cell.get("execution_count") is None and not cell.get("outputs"):
         return NOT_RUN
@@ -149,6 +155,8 @@ def hint(nb: nbformat.NotebookNode, index: int, saved: bool) -> str:
             return "run the notebook from the top (Run > Run All Cells), then save it"
         return "the run stopped before this cell (see the error above)"
     output = _error(cell)
+    if output is None:  # it wrote to stderr
+        return "something in your code prints a warning or writes to stderr: silence it, or nbgrader gives no points"
     ename = output.get("ename", "")
     if ename == "NotImplementedError":
         solution = _solution_cell(nb, index, output)
@@ -184,11 +192,15 @@ def check_notebook(nb: nbformat.NotebookNode, lesson: str, notebook: str = "", s
         if not is_graded_test(cell):
             continue
         meta = _nbgrader(cell)
-        output = _error(cell)
+        output, stderr = _error(cell), _stderr(cell)
+        message = error_line(output) if output else ""
+        if stderr and not output:
+            first = next((line for line in str(stderr.get("text", "")).splitlines() if line.strip()), "")
+            message = f"wrote to stderr, which nbgrader scores as a failure: {_ANSI.sub('', first)[:160]}"
         progress.tests.append(TestResult(
             grade_id=str(meta.get("grade_id", f"cell {index + 1}")), cell=index + 1,
             points=float(meta.get("points", 0) or 0), status=cell_status(cell),
-            message=error_line(output) if output else "", hint=hint(nb, index, saved)))
+            message=message, hint=hint(nb, index, saved)))
     return progress
 
 
