@@ -81,10 +81,10 @@ def test_config_errors_name_the_field():
 
 def test_offline_training_separates_the_pairs(fresh_policy, pairs):
     policy = fresh_policy()
-    _, history = dpo.train_dpo(policy, policy.tokenizer, _tiny(steps=6, batch_size=4, lr=5e-4), pairs=pairs[:4])
+    _, history = dpo.train_dpo(policy, policy.tokenizer, _tiny(steps=3, batch_size=2, lr=1e-3), pairs=pairs[:2])
     assert history[0]["loss/dpo"] == pytest.approx(np.log(2), abs=1e-3)  # step 1 starts at the reference
     assert history[-1]["loss/dpo"] < history[0]["loss/dpo"] - 0.05
-    assert history[-1]["rewards/margin"] > 0 and history[-1]["pairs"] == 4
+    assert history[-1]["rewards/margin"] > 0 and history[-1]["pairs"] == 2
 
 
 def test_on_policy_pairs_come_from_the_scorer_and_ties_train_nothing(fresh_policy, people):

@@ -135,6 +135,7 @@ def test_batched_env_steps_many_people_in_one_call(listener):
     assert len(said2) == 16 and reward.shape == (16,) and info["signals"]["relevance"].shape == (16,)
 
 
+@pytest.mark.slow  # the full tier: a claim about what the environment rewards, over many episodes
 def test_reflective_listening_beats_random_and_dismissive(listener):
     pool = list(data.load_emotions("offline", verbose=False)["train"]["text"])
     results = {name: policies.evaluate_policy(policy, episodes=60, seed=0, listener=listener)

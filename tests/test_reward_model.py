@@ -95,7 +95,7 @@ def test_scorer_shape_and_inputs_follow_the_model(pairs):
 
 def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "4", "--eval-every", "2",
+    code = cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "2", "--eval-every", "2",
                      "--batch-size", "4", "--no-progress", "--report", str(tmp_path / "bench.json")])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -110,7 +110,7 @@ def test_cli_train_reward_writes_model_and_report(tmp_path, capsys):
                                       [len(p.rejected) for p in data.load_preferences("test")]))
     assert RewardModel.load(out / "model").model.config.num_labels == 1
     # resuming a finished run trains no further and reports again
-    assert cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "4", "--eval-every", "2",
+    assert cli.main(["train-reward", "--out", str(out), "--quick", "--max-steps", "2", "--eval-every", "2",
                      "--batch-size", "4", "--no-progress", "--resume"]) == 0
 
 
