@@ -120,31 +120,41 @@ def kill_after_checkpoint():
     return _kill_after_checkpoint
 
 
-# Seconds the longest tests took in a run of `make test-full` (`--durations` prints them; refresh this when a cost
+# Seconds the longest tests took (`make test` and `make test-full` print them with --durations; refresh this when a cost
 # changes a lot, and rename a key with its test: a key that names no collected test stops the suite). Everything
 # else takes about a second. The fast tier (`-m "not slow"`) schedules from the same table.
 DURATIONS = {
-    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[02_emotion_classifier]": 60,
-    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[07_learning_from_preferences]": 60,
-    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 60,
-    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[06_rl_fine_tuning]": 40,
-    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[07_learning_from_preferences]": 50,
-    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[02_emotion_classifier]": 40,
-    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[06_rl_fine_tuning]": 30,
-    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[08_evaluation_and_responsible_use]": 30,
-    "tests/test_reward_model.py::test_cli_train_reward_writes_model_and_report": 60,
-    "tests/test_browser.py::test_lesson_07_rating_click_writes_one_line": 50,
-    "tests/test_browser.py::test_lesson_03_chat_playground_in_jupyterlab": 40,
-    "tests/test_dpo.py::test_offline_training_separates_the_pairs": 45,
-    "tests/test_classroom.py::test_round_trip_scores_correct_and_blank_submissions": 25,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[02_emotion_classifier]": 288,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[07_learning_from_preferences]": 267,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 163,
-    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[06_rl_fine_tuning]": 147,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[07_learning_from_preferences]": 82,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[07_learning_from_preferences]": 73,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 65,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[08_evaluation_and_responsible_use]": 64,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[06_rl_fine_tuning]": 47,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[06_rl_fine_tuning]": 47,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[03_empathy_environment]": 42,
+    "tests/test_reward_model.py::test_cli_train_reward_writes_model_and_report": 41,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[02_emotion_classifier]": 34,
+    "tests/test_dpo.py::test_on_policy_pairs_come_from_the_scorer_and_ties_train_nothing": 30,
+    "tests/test_classroom.py::test_round_trip_scores_correct_and_blank_submissions": 29,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[02_emotion_classifier]": 27,
+    "tests/test_browser.py::test_lesson_07_rating_click_writes_one_line": 25,
+    "tests/test_browser.py::test_lesson_03_chat_playground_in_jupyterlab": 25,
+    "tests/test_notebooks.py::test_blank_lesson_fails_each_graded_test_because_its_exercise_is_blank[01_emotion_data]": 19,
+    "tests/test_notebooks.py::test_solution_runs_in_smoke_size_and_passes_its_graded_tests[01_emotion_data]": 19,
+    # the full tier only (make test-full): quick mode, resume, two processes, the wheel
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[02_emotion_classifier]": 437,
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[08_evaluation_and_responsible_use]": 350,
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[07_learning_from_preferences]": 341,
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[06_rl_fine_tuning]": 189,
+    "tests/test_classroom.py::test_autograde_gives_every_lesson_s_reference_answers_full_points": 240,
+    "tests/test_rlhf_train.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 90,
+    "tests/test_wheel_install.py::test_wheel_installed_like_colab_runs_doctor_and_lessons": 90,
+    "tests/test_cheats.py::test_replying_to_the_visible_people_by_hand_and_borrowing_the_rest_fails": 107,
     "tests/test_train.py::test_accelerate_launch_two_cpu_processes_trains_as_well": 93,
     "tests/test_train.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 84,
-    "tests/test_wheel_install.py::test_wheel_installed_like_colab_runs_doctor_and_lessons": 70,
-    "tests/test_rlhf_train.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 65,
+    "tests/test_cheats.py::test_the_scripted_policy_must_not_borrow_camps_or_peek_at_people": 65,
+    "tests/test_dpo.py::test_sigkill_then_resume_matches_an_uninterrupted_run": 60,
+    "tests/test_notebooks.py::test_solution_runs_in_quick_mode_and_passes_its_graded_tests[03_empathy_environment]": 60,
+    "tests/test_reward_model.py::test_resume_continues_exactly": 35,
 }
 
 

@@ -33,7 +33,7 @@ RATER_NOTEBOOK = ROOT / "solutions" / "07_learning_from_preferences" / "07_learn
 SHOTS = ROOT / "runs" / "browser"
 REPLY = "That sounds really hard. I am here and listening."
 START_TIMEOUT = 60  # s for the Jupyter server to answer; it takes ~3 s when the machine is not busy
-RUN_TIMEOUT = 300  # s for Run All of a lesson in smoke size, with room for 2 cores shared with other jobs
+RUN_TIMEOUT = 300  # s for Run All of the small notebook, with room for 2 cores shared with other jobs
 
 
 def _missing() -> str | None:
@@ -148,19 +148,23 @@ def _lab(tmp_path, notebook: Path, driver_args: list[str], kernel_env: dict | No
     return stdout, shot
 
 
-def _smoke_copy(notebook: Path, tmp_path: Path, **parameters: str) -> nbformat.NotebookNode:
-    """The notebook as Run All will see it: in the lab folder, in smoke size (QUICK = "smoke", as papermill would
-    set it), with any other parameter given as NAME="source text" set too. Returns the copy."""
+def _small_copy(notebook: Path, tmp_path: Path, keep: tuple[str, ...], **parameters: str) -> None:
+    """A notebook made for the test from the lesson's own cells, written into the lab folder: its parameters cell
+    (QUICK = "smoke", as papermill would set it, and any NAME="source text" given), its sizes cell, and the code
+    cells that hold any of the `keep` snippets, in order. Run All then takes seconds, not the whole lesson."""
     nb = nbformat.read(notebook, 4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     params.source += "".join(f"\n{name} = {value}" for name, value in {"QUICK": '"smoke"', **parameters}.items())
+    wanted = ("utils.run_size(QUICK)", *keep)
+    nb.cells = [c for c in nb.cells if c is params or (c.cell_type == "code" and any(k in c.source for k in wanted))]
+    assert len(nb.cells) == 2 + len(keep), f"{notebook.name}: expected one cell for each of {wanted}"
     (tmp_path / "lab").mkdir(exist_ok=True)
     nbformat.write(nb, tmp_path / "lab" / notebook.name)
-    return nb
 
 
 def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
-    _smoke_copy(NOTEBOOK, tmp_path)
+    # The lesson's cells that build the listener and the playground.
+    _small_copy(NOTEBOOK, tmp_path, ("Listener.default()", "ChatPlayground("))
     stdout, shot = _lab(tmp_path, NOTEBOOK, ["--mode", "chat", "--reply", REPLY])
     # The driver already waited for this; checking its report keeps the test's claim visible here.
     assert f"agent: {REPLY}" in stdout  # the click reached the kernel, and the new turn came back
@@ -168,14 +172,11 @@ def test_lesson_03_chat_playground_in_jupyterlab(tmp_path, record_property):
 
 
 def test_lesson_07_rating_click_writes_one_line(tmp_path, record_property):
-    # Part 1 of the lesson as a learner has it, in smoke size, with its ratings file pointed into the temp folder
-    # (as papermill would set a parameter). Part 1 only: the rater is there, and part 2's policy training (run by
-    # the papermill tests) would only add to Run All before the click.
+    # The lesson's cells that load the preference pairs and show the rater, with its ratings file pointed into the
+    # temp folder (as papermill would set a parameter).
     ratings = tmp_path / "my_ratings.jsonl"
-    nb = _smoke_copy(RATER_NOTEBOOK, tmp_path, RATINGS_FILE=repr(str(ratings)))
-    part2 = next(i for i, c in enumerate(nb.cells) if c.source.startswith("# Part 2"))
-    nb.cells = nb.cells[:part2]
-    nbformat.write(nb, tmp_path / "lab" / RATER_NOTEBOOK.name)
+    _small_copy(RATER_NOTEBOOK, tmp_path, ("data.load_preferences(split)", "PreferenceRater("),
+                RATINGS_FILE=repr(str(ratings)))
     stdout, shot = _lab(tmp_path, RATER_NOTEBOOK, ["--mode", "rate"])
     assert "rated: Pair 2 of" in stdout  # the widget moved on to the next pair after the click
     lines = ratings.read_text().splitlines()
