@@ -124,10 +124,10 @@ def _linear_head() -> tuple[np.ndarray, np.ndarray]:
 
     from camp.baselines import fit_frozen_head
     from camp.data import load_emotions
-    from camp.models import resolve_encoder_name
+    from camp.models import encoder_identity, resolve_encoder_name
 
     train = load_emotions("offline", verbose=False, register="both")["train"]
-    parts = [resolve_encoder_name("auto"), *train["text"], *map(str, train["label"])]
+    parts = [encoder_identity(resolve_encoder_name("auto")), *train["text"], *map(str, train["label"])]
     key = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
     path = utils.cache_dir("listener") / f"minilm_logreg_{key}.npz"
     if path.exists():

@@ -102,10 +102,23 @@ def embed(texts: list[str], batch_size: int = 64, name: str = "auto", normalize:
     return out
 
 
+def encoder_identity(path: str) -> str:
+    """What names an encoder in camp's cache keys: a hub name as it is; a local folder (the wheel's MiniLM) by its
+    config and the names and sizes of its weight files, not by where it lies, so that a new clone or a new
+    virtual environment reuses what an earlier one computed, and a different model never does."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path
+    config = folder / "config.json"
+    parts = [config.read_text(encoding="utf-8")] if config.is_file() else [str(folder.resolve())]
+    parts += [f"{f.name}:{f.stat().st_size}" for f in sorted(folder.iterdir()) if f.suffix in (".safetensors", ".bin")]
+    return "local:" + "\x1f".join(parts)
+
+
 def cached_embed(texts: list[str], name: str = "auto") -> np.ndarray:
     """`embed`, memoised on disk under the camp cache (keyed by model and texts): the corpus is embedded once."""
-    path = resolve_encoder_name(name)
-    key = hashlib.sha256("\x1f".join([path, *texts]).encode("utf-8")).hexdigest()[:24]
+    key = hashlib.sha256("\x1f".join([encoder_identity(resolve_encoder_name(name)), *texts]).encode("utf-8"))
+    key = key.hexdigest()[:24]
     file = utils.cache_dir("embeddings") / f"{key}.npy"
     if file.exists():
         try:

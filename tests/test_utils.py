@@ -196,3 +196,18 @@ def test_a_second_run_in_one_process_may_change_mixed_precision():
     assert utils.fresh_accelerator(cpu=True, mixed_precision="no").mixed_precision == "no"
     assert utils.fresh_accelerator(cpu=True, mixed_precision="bf16").mixed_precision == "bf16"
     utils.fresh_accelerator(cpu=True, mixed_precision="no")  # leave the process as the other tests expect
+
+
+def test_the_cache_names_an_encoder_by_what_it_is_not_where_it_lies(tmp_path):
+    # A new clone or virtual environment puts the wheel's MiniLM at another path: the embeddings and the listener's
+    # head cached by an earlier one must still be found, and a different model must never be mistaken for it.
+    import shutil
+
+    from camp.models import encoder_identity, minilm_path
+
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(minilm_path(), moved)
+    assert encoder_identity(str(moved)) == encoder_identity(minilm_path())
+    (moved / "config.json").write_text((moved / "config.json").read_text().replace("384", "385", 1))
+    assert encoder_identity(str(moved)) != encoder_identity(minilm_path())
+    assert encoder_identity("distilroberta-base") == "distilroberta-base"  # a hub name is its own identity
