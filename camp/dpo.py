@@ -13,8 +13,8 @@ is no second copy of the weights. Two sources of pairs (`DPOConfig.source`):
 * `offline`: the human-written pairs of camp/corpus/preferences.jsonl, `batch_size` pairs a step;
 * `on_policy`: each step samples `replies_per_person` replies to `batch_size / replies_per_person` people from the
   current policy, scores them with a scorer (the reward model of lesson 07), keeps best against worst
-  (`best_worst_pairs`) and trains on those pairs (online, iterative DPO). Rollout, scoring, checkpoints and exact
-  resume are `camp.rlhf`'s.
+  (`best_worst_pairs`) and trains on those pairs (online, iterative DPO). Rollout and scoring are `camp.rlhf`'s,
+  checkpoints and exact resume the loop core's (`camp.loop`).
 
 Logged metrics (one dict per step in `history`): `loss/dpo`; `rewards/chosen`, `rewards/rejected` (the implicit
 rewards beta * log-ratio), `rewards/margin`, `rewards/accuracy` (share of pairs whose implicit reward ranks
@@ -34,9 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from camp import rlhf
+from camp.lm import chat_prompts, policy_and_reference, response_logprobs
+from camp.loop import Run
+from camp.rlhf import checked_scores, policy_run, rollout
+from camp.roles import Scorer
 from camp.utils import ConfigError, check_config
 
 SOURCES = ("offline", "on_policy")
@@ -100,8 +102,6 @@ def pair_batch(tokenizer, prompts: Sequence[str], chosen: Sequence[str], rejecte
 
 def sequence_logps(model: nn.Module, batch: dict) -> torch.Tensor:
     """Summed log-prob (2B,) of each row's reply under `model` (temperature 1)."""
-    from camp.lm import response_logprobs
-
     logprobs, _, _ = response_logprobs(model, batch)
     return (logprobs * batch["response_mask"]).sum(1)
 
@@ -161,49 +161,42 @@ class DPOConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- loop
-def _offline_pairs(run: rlhf._Run, tokenizer, pairs: Sequence, cfg: DPOConfig) -> tuple[list, list, list]:
+def _offline_pairs(rng: np.random.Generator, tokenizer, pairs: Sequence, cfg: DPOConfig) -> tuple[list, list, list]:
     """batch_size human pairs, drawn without replacement within a step by the run's (checkpointed) generator."""
-    from camp.lm import chat_prompts
-
-    drawn = [pairs[i] for i in run.rng.choice(len(pairs), min(cfg.batch_size, len(pairs)), replace=False)]
+    drawn = [pairs[i] for i in rng.choice(len(pairs), min(cfg.batch_size, len(pairs)), replace=False)]
     return chat_prompts(tokenizer, [p.says for p in drawn]), [p.chosen for p in drawn], [p.rejected for p in drawn]
 
 
-def _on_policy_pairs(run: rlhf._Run, tokenizer, situations: Sequence, score_fn: Callable, cfg: DPOConfig,
-                     step: int) -> tuple[list, list, list, dict]:
+def _on_policy_pairs(run: Run, rng: np.random.Generator, situations: Sequence, scorer: Scorer,
+                     cfg: DPOConfig) -> tuple[list, list, list, dict]:
     """Sample k replies per person from the current policy, score them, keep best against worst."""
-    from camp.lm import chat_prompts, response_logprobs
-
-    people, batch = rlhf._rollout(run, tokenizer, situations, cfg)
+    people, batch = rollout(run.unwrapped, rng, situations, cfg)
     mask = batch["response_mask"].float()
-    scores = rlhf._scores(score_fn, batch["texts"], people, step, mask.device)
-    with torch.no_grad():
-        logprobs, _, _ = response_logprobs(run.model, batch, cfg.temperature)
-        with run.core.reference():
-            ref_logprobs, _, _ = response_logprobs(run.model, batch, cfg.temperature)
-    kl = ((logprobs - ref_logprobs) * mask).sum(1).mean().item()
+    scores = checked_scores(scorer, batch["texts"], people, run.step, mask.device)
+    passes = policy_and_reference(run.model, run.unwrapped, batch, cfg.temperature)
+    kl = ((passes["logprobs"] - passes["ref_logprobs"]) * mask).sum(1).mean().item()
     chosen = best_worst_pairs(scores.cpu().numpy(), cfg.replies_per_person, cfg.min_margin)
-    prompts = chat_prompts(tokenizer, [people[w].opening for w, _ in chosen])
+    prompts = chat_prompts(run.unwrapped.tokenizer, [people[w].opening for w, _ in chosen])
     texts = batch["texts"]
     return (prompts, [texts[w] for w, _ in chosen], [texts[lo] for _, lo in chosen],
             {"reward/score": scores.mean().item(), "objective/kl": kl})
 
 
-def _dpo_update(run: rlhf._Run, batch: dict, cfg: DPOConfig, step: int) -> dict:
+def _dpo_update(run: Run, batch: dict, cfg: DPOConfig) -> dict:
     """One gradient step on a pair batch (chosen rows then rejected rows); returns its stats."""
     n = len(batch["query_ids"]) // 2
-    with torch.no_grad(), run.core.reference():
+    with torch.no_grad(), run.unwrapped.reference():
         ref = sequence_logps(run.model, batch)
     with run.accelerator.autocast():
         logps = sequence_logps(run.model, batch)
     loss = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], cfg.beta)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"step {step}: the DPO loss is {loss.item()}; lower lr or beta (NaN in, NaN out).")
+        raise FloatingPointError(f"step {run.step}: the DPO loss is {loss.item()}; lower lr or beta (NaN in, NaN out).")
     logratio = (logps - ref).detach()
     moved = logratio.abs().mean().item()
     if not math.isfinite(moved) or moved > cfg.kl_limit:
-        raise RuntimeError(f"step {step}: the policy's log-probs of the pair replies are {moved:.1f} nats from the "
-                           f"reference's (limit {cfg.kl_limit}); it has drifted too far to trust. Lower lr, raise "
+        raise RuntimeError(f"step {run.step}: the policy's log-probs of the pair replies are {moved:.1f} nats from "
+                           f"the reference's (limit {cfg.kl_limit}); it has drifted too far to trust. Lower lr, raise "
                            "beta, or resume from the last checkpoint with those changes.")
     run.optimizer.zero_grad()
     run.accelerator.backward(loss)
@@ -215,50 +208,56 @@ def _dpo_update(run: rlhf._Run, batch: dict, cfg: DPOConfig, step: int) -> dict:
             "rewards/accuracy": (chosen > rejected).float().mean().item(), "objective/logratio": moved}
 
 
-def train_dpo(policy: nn.Module, tokenizer, cfg: DPOConfig | None = None, pairs: Sequence | None = None,
-              situations: Sequence | None = None, score_fn: Callable | None = None, resume: bool = False,
-              callback: Callable[[int, dict], None] | None = None) -> tuple[nn.Module, list[dict]]:
+def _check_data(cfg: DPOConfig, data: Sequence, scorer: Scorer | None) -> None:
+    if not data:
+        raise ConfigError("train_dpo needs data: the human pairs for source='offline' (camp.data.load_preferences"
+                          "('train'), say), the people to sample replies for on-policy")
+    if cfg.source == "on_policy":
+        if scorer is None:
+            raise ConfigError("source='on_policy' needs a scorer to rank the samples (a camp.reward_model.RewardModel)")
+        if not hasattr(data[0], "opening"):
+            raise ConfigError("source='on_policy' samples replies for people: give situations, not pairs")
+        if len(data) < cfg.batch_size // cfg.replies_per_person:
+            raise ConfigError(f"{len(data)} situations cannot fill a batch of {cfg.batch_size} replies at "
+                              f"{cfg.replies_per_person} per person")
+    elif not hasattr(data[0], "chosen"):
+        raise ConfigError("source='offline' trains on preference pairs: give camp.data.PreferencePairs")
+
+
+def train_dpo(policy: nn.Module, data: Sequence, cfg: DPOConfig | None = None, *, scorer: Scorer | None = None,
+              resume: bool = False, callback: Callable[[int, dict], None] | None = None
+              ) -> tuple[nn.Module, list[dict]]:
     """DPO on a `camp.lm.PolicyWithValue` (its value head is not used); returns (policy, history).
 
-    Offline (`cfg.source="offline"`): `pairs` are `camp.data.PreferencePair`s (the training split). On-policy:
-    `situations` are the people to sample replies for, and `score_fn(replies, people)` scores them (a
+    Offline (`cfg.source="offline"`): `data` are `camp.data.PreferencePair`s (the training split). On-policy:
+    `data` are the people to sample replies for, and `scorer(replies, people)` scores them (a
     `camp.reward_model.RewardModel`). Checkpoints every `cfg.checkpoint_every` steps; `resume=True` continues
     exactly, as `camp.rlhf.train_rlhf` does. Runs on a CPU or one GPU.
     """
     cfg = cfg or DPOConfig()
-    if cfg.source == "offline" and not pairs:
-        raise ConfigError("source='offline' needs pairs: camp.data.load_preferences('train'), say")
-    if cfg.source == "on_policy":
-        if score_fn is None or not situations:
-            raise ConfigError("source='on_policy' needs situations to sample for and a score_fn to rank the samples "
-                              "(a camp.reward_model.RewardModel)")
-        if len(situations) < cfg.batch_size // cfg.replies_per_person:
-            raise ConfigError(f"{len(situations)} situations cannot fill a batch of {cfg.batch_size} replies at "
-                              f"{cfg.replies_per_person} per person")
-    run = rlhf._Run.begin(policy, cfg, resume)
-    bar = tqdm(range(run.start, cfg.steps), initial=run.start, total=cfg.steps, desc=f"DPO {cfg.source}",
-               disable=not (cfg.progress and run.accelerator.is_main_process))
-    for step in range(run.start + 1, cfg.steps + 1):
+    _check_data(cfg, data, scorer)
+    run, rng = policy_run(policy, cfg, resume, cfg.steps, loop="train_dpo")
+    tokenizer = run.unwrapped.tokenizer
+    bar = run.progress_bar(f"DPO {cfg.source}", cfg.progress)
+    while run.step < cfg.steps:
+        run.step += 1
         clock = time.perf_counter()
         if cfg.source == "offline":
-            prompts, chosen, rejected = _offline_pairs(run, tokenizer, pairs, cfg)
+            prompts, chosen, rejected = _offline_pairs(rng, tokenizer, data, cfg)
             extra, epochs = {}, 1
         else:
-            prompts, chosen, rejected, extra = _on_policy_pairs(run, tokenizer, situations, score_fn, cfg, step)
+            prompts, chosen, rejected, extra = _on_policy_pairs(run, rng, data, scorer, cfg)
             epochs = cfg.dpo_epochs
         stats: dict[str, list[float]] = {}
         if prompts:  # on-policy, every group can tie; then the step only samples
-            batch = pair_batch(tokenizer, prompts, chosen, rejected, run.core.device, cfg.max_reply_tokens)
+            batch = pair_batch(tokenizer, prompts, chosen, rejected, run.unwrapped.device, cfg.max_reply_tokens)
             for _ in range(epochs):
-                for key, value in _dpo_update(run, batch, cfg, step).items():
+                for key, value in _dpo_update(run, batch, cfg).items():
                     stats.setdefault(key, []).append(value)
-        record = {"step": step, **{k: float(np.mean(v)) for k, v in stats.items()}, **extra, "pairs": len(prompts),
-                  "time/step_s": time.perf_counter() - clock}
-        run.history.append(record)
+        record = run.record({"step": run.step, **{k: float(np.mean(v)) for k, v in stats.items()}, **extra,
+                             "pairs": len(prompts), "time/step_s": time.perf_counter() - clock}, callback)
         bar.update(1)
         bar.set_postfix(loss=f"{record.get('loss/dpo', float('nan')):.3f}", pairs=len(prompts))
-        if callback:
-            callback(step, record)
-        run.save(step, cfg)
+        run.checkpoint()
     bar.close()
-    return run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False), run.history
+    return run.final_model(), run.history

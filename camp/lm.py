@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,24 +101,71 @@ class SentenceStop:
         return _sentence_ends_at(input_ids[:, self.start:], self.ends).sum(-1) >= self.sentences
 
 
+def token_logprobs(logits: torch.Tensor, response_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs (B, R), in float32, of the reply tokens `response_ids` (B, R) under `logits` (B, R, V) divided by
+    `temperature`: the one place camp turns logits into the log-probs PPO, DPO and evaluation read.
+
+    >>> token_logprobs(torch.zeros(1, 2, 4), torch.tensor([[0, 3]])).exp().tolist()  # uniform over 4 tokens
+    [[0.25, 0.25]]
+    """
+    return torch.log_softmax(logits.float() / temperature, -1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+
+
 def response_logprobs(model: nn.Module, batch: dict,
                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probs (B, R) of the response tokens, in float32, the values (B, R) of the states before them and the
-    logits (B, R, V) that predicted them, from one forward pass over prompt + response.
+    logits (B, R, V) that predicted them (divided by `temperature`), from one forward pass over prompt + response.
 
     `model(ids, mask, logits_to_keep=k)` returns (logits, values), as `PolicyWithValue` does; `batch` holds
     `query_ids`, `query_mask`, `response_ids`, `response_mask` (from `PolicyWithValue.generate`). Position t
     predicts token t + 1, so the R response tokens come from the last R + 1 positions but one. `temperature` must
     be the one the replies were sampled at: the policy PPO trains is softmax(logits / T). For the reference
-    model's log-probs, call it inside `with policy.reference():`.
+    model's log-probs, call it inside `with policy.reference():`, or use `policy_and_reference`.
     """
     ids = torch.cat([batch["query_ids"], batch["response_ids"]], dim=1)  # (B, Q + R)
     mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
     r = batch["response_ids"].shape[1]
     logits, values = model(ids, mask, logits_to_keep=r + 1)  # (B, R + 1, V), (B, Q + R)
     logits = logits[:, :-1].float() / temperature  # (B, R, V)
-    logprobs = torch.log_softmax(logits, -1).gather(-1, batch["response_ids"].unsqueeze(-1)).squeeze(-1)
-    return logprobs, values[:, -r - 1:-1].float(), logits
+    return token_logprobs(logits, batch["response_ids"]), values[:, -r - 1:-1].float(), logits
+
+
+@torch.no_grad()
+def policy_and_reference(model: nn.Module, policy: PolicyWithValue, batch: dict, temperature: float = 1.0,
+                         with_policy: bool = True) -> dict[str, torch.Tensor]:
+    """The replies in `batch` scored by the policy and by its reference (the adapters off), without gradients:
+    `logprobs`, `values`, `logits` and `ref_logprobs`, `ref_logits` (as `response_logprobs` returns them).
+    `model` is the policy as the loop runs it (wrapped by Accelerate, or `policy` itself); `with_policy=False`
+    scores under the reference only."""
+    out = {}
+    if with_policy:
+        out["logprobs"], out["values"], out["logits"] = response_logprobs(model, batch, temperature)
+    with policy.reference():
+        out["ref_logprobs"], _, out["ref_logits"] = response_logprobs(model, batch, temperature)
+    return out
+
+
+def sample_replies(policy: PolicyWithValue, utterances: Sequence[str], max_new_tokens: int = 40,
+                   temperature: float = 0.7, sentences: int = 2) -> dict:
+    """One sampled reply to each utterance, as a chat turn of the policy's own tokenizer (`chat_prompts`):
+    `PolicyWithValue.generate`'s batch, with the replies' `texts`."""
+    return policy.generate(chat_prompts(policy.tokenizer, list(utterances)), max_new_tokens=max_new_tokens,
+                           temperature=temperature, sentences=sentences)
+
+
+def language_model_policy(policy: PolicyWithValue, max_new_tokens: int = 40, temperature: float = 0.7,
+                          batch_size: int = 16) -> Callable[..., list[str]]:
+    """A `PolicyWithValue` (lesson 06) as a reply policy (`camp.roles.ReplyPolicy`); it reads only the
+    utterances, `batch_size` at a time."""
+    from camp.roles import from_texts
+
+    def reply(utterances: list[str]) -> list[str]:
+        out = []
+        for start in range(0, len(utterances), batch_size):
+            out += sample_replies(policy, utterances[start:start + batch_size], max_new_tokens, temperature)["texts"]
+        return out
+
+    return from_texts(reply)
 
 
 class PolicyWithValue(nn.Module):

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from camp import checkpoint as ckpt
+from camp.loop import Run
 from camp.metrics import classification_metrics
 from camp.rl import (
     compute_gae,
@@ -161,18 +162,18 @@ def _rollout(policy: nn.Module, env, device: torch.device, seed: int | None) -> 
     return out
 
 
-def _start(policy: nn.Module, env, cfg: PPOConfig, resume: bool) -> tuple:
-    """Device, optimizer, checkpoint path, history so far and the first update's index, restored on resume."""
+def _start(policy: nn.Module, env, cfg: PPOConfig, resume: bool) -> tuple[torch.device, Run]:
+    """The device and the run (`camp.loop.Run`: Adam, history, checkpoints with the environment's random state),
+    restored on resume."""
     device = get_device(cfg.device)
     set_seed(cfg.seed)
     policy.to(device).train()
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    path, history, start = ckpt.path_in(cfg.checkpoint_dir, resume), [], 0
+    run = Run(policy, optimizer, config=asdict(cfg), folder=cfg.checkpoint_dir, resume=resume, total=cfg.updates,
+              every=cfg.checkpoint_every, parts={"env": env})
     if resume:
-        meta = ckpt.restore(path, policy, optimizer)
-        start, history = meta["progress"]["step"], meta["progress"]["history"]
-        env.load_state_dict(meta["progress"]["env"])
-    return device, optimizer, path, history, start
+        run.restore()
+    return device, run
 
 
 def _log(update: int, roll: dict, stats: dict, clock: float, history: list, policy: nn.Module, eval_data,
@@ -194,12 +195,6 @@ def _log(update: int, roll: dict, stats: dict, clock: float, history: list, poli
     return record
 
 
-def _save(path, update: int, cfg: PPOConfig, policy: nn.Module, optimizer, history: list, env) -> None:
-    if path and ckpt.is_due(update, cfg.checkpoint_every, cfg.updates):
-        ckpt.save_checkpoint(path, policy, optimizer, config=asdict(cfg),
-                             progress={"step": update, "history": history, "env": env.state_dict()})
-
-
 def _action_logprobs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, T)
 
@@ -218,8 +213,10 @@ def train_ppo(policy: nn.Module, env, cfg: PPOConfig | None = None, eval_data: t
     if env.num_envs % cfg.n_minibatches:
         raise ConfigError(f"the env has {env.num_envs} people per rollout, not a multiple of n_minibatches="
                           f"{cfg.n_minibatches}; make them match")
-    device, optimizer, path, history, start = _start(policy, env, cfg, resume)
-    bar = tqdm(range(start, cfg.updates), initial=start, total=cfg.updates, disable=not cfg.progress, desc="PPO")
+    device, run = _start(policy, env, cfg, resume)
+    optimizer, history = run.optimizer, run.history
+    bar = tqdm(range(run.step, cfg.updates), initial=run.step, total=cfg.updates, disable=not cfg.progress,
+               desc="PPO")
     for update in bar:
         clock = time.perf_counter()
         # 1. rollout: B people, actions sampled from the current policy, no gradient
@@ -255,7 +252,8 @@ def train_ppo(policy: nn.Module, env, cfg: PPOConfig | None = None, eval_data: t
         bar.set_postfix(reward=f"{record['reward/mean']:.3f}")
         if callback:
             callback(update + 1, record)
-        _save(path, update + 1, cfg, policy, optimizer, history, env)
+        run.step = update + 1
+        run.checkpoint()
     bar.close()
     return policy, history
 
@@ -276,9 +274,10 @@ def train_reinforce(policy: nn.Module, env, cfg: PPOConfig | None = None, baseli
     if grad_splits < 2 or env.num_envs % grad_splits:
         raise ConfigError(f"grad_splits={grad_splits} must be at least 2 and divide the {env.num_envs} people "
                           "per rollout")
-    device, optimizer, path, history, start = _start(policy, env, cfg, resume)
+    device, run = _start(policy, env, cfg, resume)
+    optimizer, history = run.optimizer, run.history
     actor = list(policy.actor.parameters()) if hasattr(policy, "actor") else list(policy.parameters())
-    for update in tqdm(range(start, cfg.updates), initial=start, total=cfg.updates, disable=not cfg.progress,
+    for update in tqdm(range(run.step, cfg.updates), initial=run.step, total=cfg.updates, disable=not cfg.progress,
                        desc=f"REINFORCE ({baseline})"):
         clock = time.perf_counter()
         # 1. rollout
@@ -310,7 +309,8 @@ def train_reinforce(policy: nn.Module, env, cfg: PPOConfig | None = None, baseli
                       history, policy, eval_data, cfg)
         if callback:
             callback(update + 1, record)
-        _save(path, update + 1, cfg, policy, optimizer, history, env)
+        run.step = update + 1
+        run.checkpoint()
     return policy, history
 
 

@@ -26,24 +26,21 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from camp import checkpoint as ckpt
 from camp.data import PreferencePair, says
+from camp.loop import Position, Run, accelerator_for, adamw_with_warmup, steps_for
 from camp.preferences import agreement, bradley_terry_loss
-from camp.train import _checkpoint_then_stop, _optimisation, _resume
 from camp.utils import (
     CampError,
     ConfigError,
     check_config,
-    fresh_accelerator,
     get_device,
-    mixed_precision,
     set_seed,
 )
 
@@ -75,14 +72,13 @@ class RewardConfig:
     checkpoint_minutes: float = 1.0  # and at least this long between checkpoints (seconds per epoch on a GPU)
     seed: int = 0  # pair order, dropout and the new head's initialisation
     progress: bool = True  # a tqdm.auto bar
-    class_weighted: bool = False  # no classes here; camp.train's optimiser setup reads it
 
     def __post_init__(self) -> None:
         checks = {"lr": self.lr > 0, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
                   "epochs": self.epochs > 0, "warmup_ratio": 0 <= self.warmup_ratio < 1,
                   "max_steps": self.max_steps is None or self.max_steps >= 1, "eval_every": self.eval_every >= 1,
                   "eval_train_pairs": self.eval_train_pairs >= 0, "checkpoint_every": self.checkpoint_every >= 1,
-                  "checkpoint_minutes": self.checkpoint_minutes >= 0, "class_weighted": not self.class_weighted,
+                  "checkpoint_minutes": self.checkpoint_minutes >= 0,
                   "mixed_precision": self.mixed_precision in ("auto", "no", "bf16", "fp16")}
         check_config(self, checks)
 
@@ -188,29 +184,17 @@ class RewardModel:
 
 
 # ---------------------------------------------------------------------------------------------------- training
-@dataclass
-class _State:
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best_accuracy: float = -1.0
-    best_loss: float = float("inf")
-    best_step: int = 0
-    bad_evals: int = 0
-    history: list[dict] = field(default_factory=list)
-
-
-def _batches(n: int, cfg: RewardConfig, state: _State, process: int, processes: int):
-    """Index batches from where `state` stands; the order depends only on (seed, epoch), so a resumed run sees
+def _batches(n: int, cfg: RewardConfig, position: Position, process: int, processes: int):
+    """Index batches from where `position` stands; the order depends only on (seed, epoch), so a resumed run sees
     the same pairs as an uninterrupted one. Each process takes every `processes`-th pair of a batch."""
     per_epoch = max(1, n // cfg.batch_size)  # drop the last partial batch: every step sees batch_size pairs
     while True:
-        if state.batch_in_epoch >= per_epoch:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        order = np.random.default_rng([cfg.seed, state.epoch]).permutation(n)
-        for b in range(state.batch_in_epoch, per_epoch):
+        if position.batch >= per_epoch:
+            position.epoch, position.batch = position.epoch + 1, 0
+        order = np.random.default_rng([cfg.seed, position.epoch]).permutation(n)
+        for b in range(position.batch, per_epoch):
             yield order[b * cfg.batch_size:(b + 1) * cfg.batch_size][process::processes]
-        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        position.epoch, position.batch = position.epoch + 1, 0
 
 
 def _measure(rm: RewardModel, pairs: Sequence[PreferencePair]) -> tuple[float, float]:
@@ -218,6 +202,35 @@ def _measure(rm: RewardModel, pairs: Sequence[PreferencePair]) -> tuple[float, f
     chosen, rejected = rm.pair_agreement(pairs)
     loss = float(bradley_terry_loss(torch.from_numpy(chosen), torch.from_numpy(rejected)))
     return loss, float(agreement(chosen, rejected).mean())
+
+
+def _train_step(run: Run, rm: RewardModel, batch: list[PreferencePair], cfg: RewardConfig) -> float:
+    """Score chosen and rejected in one forward pass (under autocast when mixed precision is on), Bradley-Terry
+    loss, backward, accumulated; clip and step once the accumulation window is full."""
+    accelerator = run.accelerator
+    with accelerator.accumulate(run.model):
+        r = pair_scores(run.model, rm.tokenizer, [p.says for p in batch] * 2,
+                        [p.chosen for p in batch] + [p.rejected for p in batch], cfg.max_length)  # (2B,)
+        loss = bradley_terry_loss(r[:len(batch)], r[len(batch):])
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad()
+    return loss.item()
+
+
+def _evaluate(run: Run, rm: RewardModel, cfg: RewardConfig, sample: list, validation: list,
+              monitor: dict | None) -> dict:
+    """Loss and accuracy on a sample of training pairs and on validation (and accuracy on each monitored set);
+    the run keeps the weights when validation accuracy (then loss) improved."""
+    probe = RewardModel(run.unwrapped, rm.tokenizer, cfg.max_length)
+    (train_loss, train_acc), (val_loss, val_acc) = _measure(probe, sample), _measure(probe, validation)
+    run.improved((val_acc, -val_loss))
+    return {"train/loss": train_loss, "train/accuracy": train_acc, "eval/loss": val_loss, "eval/accuracy": val_acc,
+            "lr": run.scheduler.get_last_lr()[0],
+            **{f"{name}/accuracy": _measure(probe, watched)[1] for name, watched in (monitor or {}).items()}}
 
 
 def train_reward_model(rm: RewardModel, train: Sequence[PreferencePair], validation: Sequence[PreferencePair],
@@ -237,71 +250,47 @@ def train_reward_model(rm: RewardModel, train: Sequence[PreferencePair], validat
     if len(train) < cfg.batch_size or not validation:
         raise ConfigError(f"need at least batch_size={cfg.batch_size} training pairs and one validation pair, got "
                           f"{len(train)} and {len(validation)}")
-    set_seed(cfg.seed)
-    accelerator = fresh_accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                                    gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
-    # 1. optimizer and schedule (camp.train's), prepared for the device(s)
+    accelerator = accelerator_for(cfg, cfg.grad_accum)
+    # 1. optimizer and schedule (the loop core's), prepared for the device(s)
     steps_per_epoch = max(1, len(train) // cfg.batch_size) // cfg.grad_accum or 1
-    optimizer, scheduler, _, total = _optimisation(rm.model, [], steps_per_epoch, cfg, accelerator.num_processes)
+    total = steps_for(cfg.epochs, cfg.max_steps, steps_per_epoch)
+    optimizer, scheduler = adamw_with_warmup(rm.model, cfg.lr, cfg.weight_decay, cfg.warmup_ratio, total,
+                                             accelerator.num_processes)
     model, optimizer, scheduler = accelerator.prepare(rm.model, optimizer, scheduler)
     sample = [train[i] for i in np.random.default_rng(cfg.seed).permutation(len(train))[:cfg.eval_train_pairs]]
-    # 2. resume: weights, optimizer, schedule, RNG, position in the data and the best weights so far
-    path = ckpt.path_in(cfg.checkpoint_dir, resume)
-    state, best = _resume(path, accelerator.unwrap_model(model), optimizer, scheduler, _State) if resume \
-        else (_State(), None)
-    cadence, best_written = ckpt.Cadence(cfg.checkpoint_every, cfg.checkpoint_minutes, total, state.step), state.best_step
-    bar = tqdm(total=total, initial=state.step, disable=not (cfg.progress and accelerator.is_main_process),
-               desc="reward model")
+    # 2. the run: checkpoints, best weights, early stopping; resume restores all of it and the position
+    position = Position()
+    run = Run(model, optimizer, scheduler=scheduler, accelerator=accelerator, config=asdict(cfg),
+              folder=cfg.checkpoint_dir, resume=resume, total=total, every=cfg.checkpoint_every,
+              minutes=cfg.checkpoint_minutes, parts={"position": position}, patience=cfg.patience)
+    if resume:
+        run.restore()
+    bar = run.progress_bar("reward model", cfg.progress)
     running, seen, clock = [], 0, time.perf_counter()
     model.train()
-    for idx in _batches(len(train), cfg, state, accelerator.process_index, accelerator.num_processes):
-        # 3. score chosen and rejected in one forward pass, Bradley-Terry loss, backward, clip and step
+    for idx in _batches(len(train), cfg, position, accelerator.process_index, accelerator.num_processes):
+        # 3. one optimizer step (accumulated) on a batch of pairs
         batch = [train[i] for i in idx]
-        with accelerator.accumulate(model):  # prepare() runs the forward pass under autocast when mixed precision is on
-            r = pair_scores(model, rm.tokenizer, [p.says for p in batch] * 2,
-                            [p.chosen for p in batch] + [p.rejected for p in batch], cfg.max_length)  # (2B,)
-            loss = bradley_terry_loss(r[:len(batch)], r[len(batch):])
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        running.append(loss.item())
+        running.append(_train_step(run, rm, batch, cfg))
         seen += len(batch) * accelerator.num_processes
-        state.batch_in_epoch += 1
+        position.batch += 1
         if not accelerator.sync_gradients:
             continue
-        state.step += 1
+        run.step += 1
         bar.update(1)
         # 4. evaluate on validation and on a sample of training pairs; keep the best weights
-        if ckpt.is_due(state.step, cfg.eval_every, total):
-            unwrapped = accelerator.unwrap_model(model)
-            probe = RewardModel(unwrapped, rm.tokenizer, cfg.max_length)
-            (train_loss, train_acc), (val_loss, val_acc) = _measure(probe, sample), _measure(probe, validation)
-            record = {"step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / steps_per_epoch, 3),
-                      "loss/train": float(np.mean(running)), "train/loss": train_loss, "train/accuracy": train_acc,
-                      "eval/loss": val_loss, "eval/accuracy": val_acc, "lr": scheduler.get_last_lr()[0],
-                      "time/pairs_per_s": seen / (time.perf_counter() - clock),
-                      **{f"{name}/accuracy": _measure(probe, watched)[1] for name, watched in (monitor or {}).items()}}
-            state.history.append(record)
-            if (val_acc, -val_loss) > (state.best_accuracy, -state.best_loss):
-                state.best_accuracy, state.best_loss, state.best_step, state.bad_evals = val_acc, val_loss, state.step, 0
-                best = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
-            else:
-                state.bad_evals += 1
+        if ckpt.is_due(run.step, cfg.eval_every, total):
+            measured = _evaluate(run, rm, cfg, sample, validation, monitor)
+            run.record({"step": run.step, "epoch": round(position.epoch + position.batch / steps_per_epoch, 3),
+                        "loss/train": float(np.mean(running)), **measured,
+                        "time/pairs_per_s": seen / (time.perf_counter() - clock)}, callback)
             running, seen, clock = [], 0, time.perf_counter()
-            bar.set_postfix(val_acc=f"{val_acc:.3f}")
-            if callback:
-                callback(state.step, record)
+            bar.set_postfix(val_acc=f"{measured['eval/accuracy']:.3f}")
         # 5. checkpoint when due; 6. stop at the last step, or early when validation accuracy has stopped improving
-        best_written, stop = _checkpoint_then_stop(path, accelerator, model, optimizer, scheduler, cfg, state, best,
-                                                   best_written, cadence, total)
-        if stop:
+        run.checkpoint()
+        if run.should_stop():
             break
     bar.close()
-    final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    if best:
-        final.load_state_dict(best)
+    final = run.final_model()
     final.eval()
-    return RewardModel(final, rm.tokenizer, cfg.max_length), state.history
+    return RewardModel(final, rm.tokenizer, cfg.max_length), run.history

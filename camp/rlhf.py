@@ -28,16 +28,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from camp import checkpoint as ckpt
 from camp.env import ReplyScorer
+from camp.lm import policy_and_reference, response_logprobs, sample_replies
+from camp.loop import GeneratorState, Run, accelerator_for, require_one_process
 from camp.rl import (
     AdaptiveKLController,
     FixedKLController,
@@ -52,7 +51,8 @@ from camp.rl import (
     value_loss,
     whiten,
 )
-from camp.utils import ConfigError, fresh_accelerator, get_device, mixed_precision, set_seed
+from camp.roles import Scorer
+from camp.utils import ConfigError
 
 
 # ---------------------------------------------------------------------------------------------------- config
@@ -89,6 +89,7 @@ class RLHFConfig:
     checkpoint_every: int = 10  # a lost session repeats at most 10 steps, a few minutes on a CPU
     seed: int = 0  # the people drawn and the tokens sampled
     progress: bool = True  # a tqdm.auto bar
+
     def __post_init__(self) -> None:
         problems = []
         if self.batch_size < 1 or self.n_minibatches < 1 or self.batch_size % self.n_minibatches:
@@ -127,17 +128,7 @@ class RLHFConfig:
         return cls(**{"steps": 4, "batch_size": 8, "checkpoint_every": 2, **overrides})
 
 
-
 ALGORITHMS = ("ppo", "rloo", "grpo")
-
-
-def require_one_process(processes: int) -> None:
-    """Refuse several processes (`accelerate launch --num_processes N`): the KL controller, the score scaling and
-    the error handling of `train_rlhf` are per process, so ranks would drift apart or hang on one rank's error."""
-    if processes > 1:
-        raise ConfigError(f"train_rlhf runs in one process, but {processes} were started: its KL controller, score "
-                          "scaling and error handling are not synchronised across processes yet. Run it without "
-                          "`accelerate launch` (one GPU or the CPU).")
 
 
 def split_situations(situations: Sequence, heldout_every: int = 5) -> tuple[list, list]:
@@ -150,96 +141,61 @@ def split_situations(situations: Sequence, heldout_every: int = 5) -> tuple[list
 
 
 # ---------------------------------------------------------------------------------------------------- loop
-@dataclass
-class _Run:
-    """Everything a PPO step reads or moves: the prepared model and optimizer, the KL controller, the score
-    scaling, the people sampler's random state, and the history. A checkpoint holds all of it."""
-
-    accelerator: object
-    model: nn.Module  # as prepared by Accelerate (wrapped under several processes)
-    core: nn.Module  # the PolicyWithValue itself
-    optimizer: torch.optim.Optimizer
-    kl_ctl: FixedKLController
-    rng: np.random.Generator
-    path: Path | None
-    score_stats: RunningStd = field(default_factory=RunningStd)
-    history: list[dict] = field(default_factory=list)
-    start: int = 0
-
-    @classmethod
-    def begin(cls, policy: nn.Module, cfg: RLHFConfig, resume: bool) -> _Run:
-        set_seed(cfg.seed)
-        accelerator = fresh_accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                                        cpu=get_device("auto").type == "cpu")
-        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
-        model, optimizer = accelerator.prepare(policy, optimizer)
-        # camp.dpo's loop shares this run; its KL is held by beta in the loss, so it has no controller to adapt
-        kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if getattr(cfg, "adaptive_kl", 0) \
-            else FixedKLController(getattr(cfg, "kl_coef", 0.0))
-        require_one_process(accelerator.num_processes)
-        run = cls(accelerator, model, accelerator.unwrap_model(model), optimizer, kl_ctl,
-                  np.random.default_rng([cfg.seed, accelerator.process_index]), ckpt.path_in(cfg.checkpoint_dir, resume))
-        if resume:
-            progress = ckpt.restore(run.path, ckpt.TrainableState(run.core), optimizer)["progress"]
-            run.start, run.history = progress["step"], progress["history"]
-            run.kl_ctl.load_state_dict(progress["kl"])
-            run.score_stats.load_state_dict(progress["scores"])
-            run.rng.bit_generator.state = progress["rng"]
-        return run
-
-    def save(self, step: int, cfg: RLHFConfig) -> None:
-        if self.path and ckpt.is_due(step, cfg.checkpoint_every, cfg.steps):
-            if self.accelerator.is_main_process:
-                ckpt.save_checkpoint(self.path, ckpt.TrainableState(self.core), self.optimizer, config=asdict(cfg),
-                                     progress={"step": step, "history": self.history, "kl": self.kl_ctl.state_dict(),
-                                               "scores": self.score_stats.state_dict(),
-                                               "rng": self.rng.bit_generator.state})
-            self.accelerator.wait_for_everyone()
+def policy_run(policy: nn.Module, cfg, resume: bool, total: int, loop: str = "train_rlhf",
+               **parts) -> tuple[Run, np.random.Generator]:
+    """The loop core's run for a language-model policy (this loop's and `camp.dpo`'s): seeded, AdamW on the
+    trainable parameters only (LoRA and the value head), one process, checkpoints of those parameters with
+    `parts` and the people sampler's generator (returned). Restored when `resume`."""
+    accelerator = accelerator_for(cfg)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+    model, optimizer = accelerator.prepare(policy, optimizer)
+    require_one_process(accelerator.num_processes, loop)
+    rng = np.random.default_rng([cfg.seed, accelerator.process_index])
+    run = Run(model, optimizer, accelerator=accelerator, config=asdict(cfg), folder=cfg.checkpoint_dir,
+              resume=resume, total=total, every=cfg.checkpoint_every, trainable_only=True,
+              parts={**parts, "rng": GeneratorState(rng)})
+    if resume:
+        run.restore()
+    return run, rng
 
 
-def _rollout(run: _Run, tokenizer, situations: Sequence, cfg: RLHFConfig) -> tuple[list, dict]:
-    """Draw batch_size / k people, each k times side by side, and sample one reply each (KV cache, batched)."""
-    from camp.lm import chat_prompts
-
+def rollout(policy: nn.Module, rng: np.random.Generator, situations: Sequence, cfg) -> tuple[list, dict]:
+    """Draw batch_size / k people with `rng`, each k times side by side, and sample one reply each (KV cache,
+    batched; `camp.lm.sample_replies`)."""
     k = cfg.replies_per_person
-    drawn = run.rng.choice(len(situations), cfg.batch_size // k, replace=False)
+    drawn = rng.choice(len(situations), cfg.batch_size // k, replace=False)
     people = [situations[i] for i in drawn for _ in range(k)]
-    batch = run.core.generate(chat_prompts(tokenizer, [p.opening for p in people]),
-                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, sentences=cfg.sentences)
-    return people, batch
+    return people, sample_replies(policy, [p.opening for p in people], cfg.max_new_tokens, cfg.temperature,
+                                  cfg.sentences)
 
 
-def _scores(score_fn: Callable, texts: list[str], people: list, step: int, device) -> torch.Tensor:
+def checked_scores(scorer: Scorer, texts: list[str], people: list, step: int, device) -> torch.Tensor:
     """The scorer's score of each reply, refused when any is NaN or infinite (NaN in, NaN out)."""
-    scores = torch.as_tensor(np.asarray(score_fn(texts, people), dtype=np.float32), device=device)
+    scores = torch.as_tensor(np.asarray(scorer(texts, people), dtype=np.float32), device=device)
     if not torch.isfinite(scores).all():
         bad = [i for i in range(len(scores)) if not math.isfinite(scores[i].item())]
-        raise FloatingPointError(f"step {step}: the score function returned {scores[bad[0]].item()} for "
-                                 f"{len(bad)} of {len(scores)} replies (first: {texts[bad[0]]!r}); "
-                                 "fix the scorer before training on it (NaN in, NaN out).")
+        raise FloatingPointError(f"step {step}: the scorer returned {scores[bad[0]].item()} for {len(bad)} of "
+                                 f"{len(scores)} replies (first: {texts[bad[0]]!r}); fix the scorer before "
+                                 "training on it (NaN in, NaN out).")
     return scores
 
 
-def _kl(run: _Run, batch: dict, mask: torch.Tensor, cfg: RLHFConfig, step: int) -> tuple:
+def _kl(run: Run, batch: dict, mask: torch.Tensor, cfg: RLHFConfig) -> tuple:
     """Log-probs and values under the policy, and the per-token KL to the reference (adapters off)."""
-    from camp.lm import response_logprobs
-
-    with torch.no_grad():
-        old_logprobs, old_values, _ = response_logprobs(run.model, batch, cfg.temperature)
-        with run.core.reference():
-            ref_logprobs, _, _ = response_logprobs(run.model, batch, cfg.temperature)
+    passes = policy_and_reference(run.model, run.unwrapped, batch, cfg.temperature)
+    old_logprobs, ref_logprobs = passes["logprobs"], passes["ref_logprobs"]
     kl = kl_penalty(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask
     per_reply = kl.sum(1).mean().item()
     if not math.isfinite(per_reply) or per_reply > cfg.kl_limit:
-        raise RuntimeError(f"step {step}: KL to the reference is {per_reply:.1f} nats per reply (limit "
+        raise RuntimeError(f"step {run.step}: KL to the reference is {per_reply:.1f} nats per reply (limit "
                            f"{cfg.kl_limit}); the policy has drifted too far to trust its replies. Lower lr, "
                            "raise kl_coef, or resume from the last checkpoint with those changes.")
     k3 = (kl_penalty(old_logprobs, ref_logprobs, "k3") * mask).sum(1).mean().item()
-    return old_logprobs, old_values, kl, {"objective/kl": per_reply, "objective/kl_k3": k3}
+    return old_logprobs, passes["values"], kl, {"objective/kl": per_reply, "objective/kl_k3": k3}
 
 
-def _advantages(run: _Run, scores: torch.Tensor, kl: torch.Tensor, old_values: torch.Tensor, mask: torch.Tensor,
-                cfg: RLHFConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def token_advantages(scores: torch.Tensor, kl: torch.Tensor, old_values: torch.Tensor, mask: torch.Tensor,
+                cfg: RLHFConfig, score_stats: RunningStd, beta: float) -> tuple[torch.Tensor, ...]:
     """Per-token advantages (B, R), returns (B, R) for the value head, and the per-token rewards (B, R).
 
     Every algorithm pays the same KL penalty: the score (scaled by its running std) on a reply's last token,
@@ -253,9 +209,9 @@ def _advantages(run: _Run, scores: torch.Tensor, kl: torch.Tensor, old_values: t
     ppo = cfg.algorithm == "ppo"
     shaped = leave_one_out(scores, cfg.replies_per_person) if ppo and cfg.loo_baseline else scores
     if cfg.scale_scores:
-        run.score_stats.update(shaped if ppo else leave_one_out(scores, cfg.replies_per_person))
-        shaped = shaped / max(run.score_stats.std, 1e-3)
-    rewards = penalised_rewards(shaped, kl, mask, run.kl_ctl.value)  # (B, R)
+        score_stats.update(shaped if ppo else leave_one_out(scores, cfg.replies_per_person))
+        shaped = shaped / max(score_stats.std, 1e-3)
+    rewards = penalised_rewards(shaped, kl, mask, beta)  # (B, R)
     if not ppo:
         total = (rewards * mask).sum(1)  # (B,): score - beta * KL of the whole reply
         baseline = leave_one_out if cfg.algorithm == "rloo" else group_normalise
@@ -268,181 +224,84 @@ def _advantages(run: _Run, scores: torch.Tensor, kl: torch.Tensor, old_values: t
     return whiten(advantages, mask), returns, rewards
 
 
-def _update(run: _Run, batch: dict, mask: torch.Tensor, old: dict, cfg: RLHFConfig, step: int) -> dict:
-    """PPO's minibatch epochs: clipped surrogate + clipped value loss, gradient clipping. Returns mean stats."""
-    from camp.lm import response_logprobs
+def _minibatch_step(run: Run, mini: dict, m: torch.Tensor, old: dict, idx: torch.Tensor, cfg: RLHFConfig) -> dict:
+    """One gradient step of the clipped surrogate (+ the clipped value loss for PPO) on a minibatch."""
+    with run.accelerator.autocast():
+        logprobs, values, logits = response_logprobs(run.model, mini, cfg.temperature)
+    pg_loss, pg_stats = ppo_clip_loss(logprobs, old["logprobs"][idx], old["advantages"][idx], cfg.clip_range, m)
+    critic = cfg.algorithm == "ppo"  # rloo and grpo leave the value head alone
+    v_loss = value_loss(values, old["returns"][idx], old["values"][idx], cfg.clip_range_vf, m) if critic \
+        else torch.zeros((), device=pg_loss.device)
+    loss = pg_loss + cfg.vf_coef * v_loss
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {run.step}: the loss is {loss.item()}; lower lr or check the scores "
+                                 "(NaN in, NaN out).")
+    run.optimizer.zero_grad()
+    run.accelerator.backward(loss)
+    run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+    run.optimizer.step()
+    with torch.no_grad():
+        ent = entropy(logits, m).item()
+    return {"loss/policy": pg_loss.item(), "loss/value": v_loss.item() if critic else None,
+            "policy/clipfrac": pg_stats["clipfrac"], "policy/approx_kl": pg_stats["approx_kl"], "policy/entropy": ent}
 
+
+def _update(run: Run, batch: dict, mask: torch.Tensor, old: dict, cfg: RLHFConfig) -> dict:
+    """PPO's minibatch epochs: clipped surrogate + clipped value loss, gradient clipping. Returns mean stats."""
     stats: dict[str, list[float]] = {}
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(cfg.batch_size).chunk(cfg.n_minibatches):
             mini = {key: v[idx] for key, v in batch.items() if torch.is_tensor(v)}
-            m = mask[idx]
-            with run.accelerator.autocast():
-                logprobs, values, logits = response_logprobs(run.model, mini, cfg.temperature)
-            pg_loss, pg_stats = ppo_clip_loss(logprobs, old["logprobs"][idx], old["advantages"][idx],
-                                              cfg.clip_range, m)
-            critic = cfg.algorithm == "ppo"  # rloo and grpo leave the value head alone
-            v_loss = value_loss(values, old["returns"][idx], old["values"][idx], cfg.clip_range_vf, m) if critic \
-                else torch.zeros((), device=pg_loss.device)
-            loss = pg_loss + cfg.vf_coef * v_loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {step}: the loss is {loss.item()}; lower lr or check the scores "
-                                         "(NaN in, NaN out).")
-            run.optimizer.zero_grad()
-            run.accelerator.backward(loss)
-            run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
-            run.optimizer.step()
-            with torch.no_grad():
-                ent = entropy(logits, m).item()
-            for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item() if critic else None),
-                               ("policy/clipfrac", pg_stats["clipfrac"]),
-                               ("policy/approx_kl", pg_stats["approx_kl"]), ("policy/entropy", ent)):
+            for key, value in _minibatch_step(run, mini, mask[idx], old, idx, cfg).items():
                 if value is not None:
                     stats.setdefault(key, []).append(value)
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
-def train_rlhf(policy: nn.Module, tokenizer, situations: Sequence, cfg: RLHFConfig | None = None,
-               score_fn: Callable[[list[str], Sequence], np.ndarray] | None = None, resume: bool = False,
+def train_rlhf(policy: nn.Module, situations: Sequence, cfg: RLHFConfig | None = None, *,
+               scorer: Scorer | None = None, resume: bool = False,
                callback: Callable[[int, dict], None] | None = None) -> tuple[nn.Module, list[dict]]:
-    """Token-level PPO with a KL penalty; returns (policy, history).
+    """Token-level PPO (or RLOO, GRPO) with a KL penalty; returns (policy, history).
 
-    `policy` is a `camp.lm.PolicyWithValue`; `situations` are the people it practises on (use the training part
-    of `split_situations`); `score_fn(replies, people) -> scores` (a `camp.roles.Scorer`) defaults to the
-    environment's reward (`camp.env.ReplyScorer()`). Runs on a CPU or one GPU.
+    `policy` is a `camp.lm.PolicyWithValue` (it knows its tokenizer); `situations` are the people it practises
+    on (use the training part of `split_situations`); `scorer(replies, people) -> scores` (a `camp.roles.Scorer`)
+    defaults to the environment's reward (`camp.env.ReplyScorer()`). Checkpoints every `cfg.checkpoint_every`
+    steps; `resume=True` continues exactly. Runs on a CPU or one GPU.
     """
     cfg = cfg or RLHFConfig()
     if len(situations) < cfg.batch_size // cfg.replies_per_person:
         raise ConfigError(f"{len(situations)} situations cannot fill a batch of {cfg.batch_size} replies at "
                           f"{cfg.replies_per_person} per person")
-    score_fn = score_fn or ReplyScorer()
-    run = _Run.begin(policy, cfg, resume)
-    bar = tqdm(range(run.start, cfg.steps), initial=run.start, total=cfg.steps, desc="RLHF",
-               disable=not (cfg.progress and run.accelerator.is_main_process))
-    for step in range(run.start + 1, cfg.steps + 1):
+    scorer = scorer or ReplyScorer()
+    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl \
+        else FixedKLController(cfg.kl_coef)
+    score_stats = RunningStd()
+    run, rng = policy_run(policy, cfg, resume, cfg.steps, kl=kl_ctl, scores=score_stats)
+    bar = run.progress_bar("RLHF", cfg.progress)
+    while run.step < cfg.steps:
+        run.step += 1
         clock = time.perf_counter()
         # 1. rollout: k replies to each of batch_size / k people, sampled from the policy
-        people, batch = _rollout(run, tokenizer, situations, cfg)
+        people, batch = rollout(run.unwrapped, rng, situations, cfg)
         mask = batch["response_mask"].float()  # (B, R)
         # 2. score each reply
-        scores = _scores(score_fn, batch["texts"], people, step, mask.device)
+        scores = checked_scores(scorer, batch["texts"], people, run.step, mask.device)
         # 3. log-probs under the policy and the reference: the KL penalty
-        old_logprobs, old_values, kl, kl_stats = _kl(run, batch, mask, cfg, step)
+        old_logprobs, old_values, kl, kl_stats = _kl(run, batch, mask, cfg)
         # 4. advantages: baseline, scaling, KL-penalised per-token rewards, GAE
-        advantages, returns, rewards = _advantages(run, scores, kl, old_values, mask, cfg)
+        beta = kl_ctl.value
+        advantages, returns, rewards = token_advantages(scores, kl, old_values, mask, cfg, score_stats, beta)
         # 5. minibatch epochs of PPO
         old = {"logprobs": old_logprobs, "values": old_values, "advantages": advantages, "returns": returns}
-        stats = _update(run, batch, mask, old, cfg, step)
+        stats = _update(run, batch, mask, old, cfg)
         # 6. adapt beta, log, checkpoint
-        beta = run.kl_ctl.value
-        run.kl_ctl.update(kl_stats["objective/kl"], cfg.batch_size * run.accelerator.num_processes)
-        record = {"step": step, "reward/score": scores.mean().item(), "reward/score_std": scores.std().item(),
-                  "reward/total": (rewards * mask).sum(1).mean().item(), **kl_stats, "objective/beta": beta,
-                  "response/length": mask.sum(1).mean().item(), **stats, "time/step_s": time.perf_counter() - clock}
-        run.history.append(record)
+        kl_ctl.update(kl_stats["objective/kl"], cfg.batch_size * run.accelerator.num_processes)
+        record = run.record({"step": run.step, "reward/score": scores.mean().item(),
+                             "reward/score_std": scores.std().item(), "reward/total": (rewards * mask).sum(1).mean().item(),
+                             **kl_stats, "objective/beta": beta, "response/length": mask.sum(1).mean().item(), **stats,
+                             "time/step_s": time.perf_counter() - clock}, callback)
         bar.update(1)
         bar.set_postfix(score=f"{record['reward/score']:.3f}", kl=f"{kl_stats['objective/kl']:.2f}")
-        if callback:
-            callback(step, record)
-        run.save(step, cfg)
+        run.checkpoint()
     bar.close()
-    # Without Accelerate's autocast wrapper: later evaluation runs in the weights' own dtype, as before training.
-    return run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False), run.history
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def evaluate_replies(policy: nn.Module, tokenizer, situations: Sequence, score_fn: Callable | None = None,
-                     seed: int = 0, max_new_tokens: int = 40, batch_size: int = 48, reference: bool = False,
-                     temperature: float = 0.7, samples_per_person: int = 1, sentences: int = 2,
-                     scorers: dict[str, Callable] | None = None, best_of: int = 1,
-                     best_by: Callable | None = None) -> dict:
-    """Reply to each held-out person `samples_per_person` times (sampled at `temperature`, seeded) and measure.
-
-    Returns `replies` (person by person, each person's samples together) and: `reward` (the environment's
-    score, mean and std), `judge` (the course's independent judge, `camp.judge.score`: nade's attunement to the
-    person's feeling, which the policy never trains against), `judge_warmth` (nade trust + joy, a second
-    reading that prefers cheer to sympathy; see `judge.check`), `distinct_2` (across all replies),
-    `perplexity` of the replies under the reference model (at temperature 1), `kl` (the replies' mean
-    log pi - log pi_ref at the sampling temperature: a Monte Carlo estimate of KL(policy || reference) per reply),
-    `length` in tokens, and the per-reply `scores` and `judge_scores` for paired comparisons (`compare`).
-    `reference=True` measures the reference model itself. Each extra scorer in `scorers` (name -> Scorer, e.g. a
-    `camp.reward_model.RewardModel`) adds `<name>` (mean) and `<name>_scores`.
-
-    `best_of=n` with `best_by` (a Scorer) is best-of-n sampling: n replies to each person, the one `best_by`
-    scores highest is kept. Its `kl` is then the analytic bound log n - (n - 1) / n (Beirami et al. 2024), since
-    the best-of-n policy has no log-probs of its own.
-    """
-    from contextlib import nullcontext
-
-    from camp import judge, rewards
-    from camp.lm import chat_prompts, response_logprobs
-
-    if samples_per_person < 1 or best_of < 1:
-        raise ValueError(f"samples_per_person and best_of must be at least 1, got {samples_per_person}, {best_of}")
-    if best_of > 1 and best_by is None:
-        raise ValueError("best_of > 1 needs best_by, the scorer that picks the best reply (e.g. a RewardModel)")
-    score_fn = score_fn or ReplyScorer()
-    scorers = scorers or {}
-    people_all = [p for p in situations for _ in range(samples_per_person)]
-    set_seed(seed)
-    replies, scores, extra, ref_lp, kl, tokens = [], [], {name: [] for name in scorers}, 0.0, 0.0, 0.0
-    for start in range(0, len(people_all), max(batch_size // best_of, 1)):
-        people = people_all[start:start + max(batch_size // best_of, 1)]
-        with policy.reference() if reference else nullcontext():
-            batch = policy.generate(chat_prompts(tokenizer, [p.opening for p in people for _ in range(best_of)]),
-                                    max_new_tokens=max_new_tokens, temperature=temperature, sentences=sentences)
-        if best_of > 1:
-            candidates = np.asarray(best_by(batch["texts"], [p for p in people for _ in range(best_of)]), dtype=float)
-            keep = torch.as_tensor(candidates.reshape(-1, best_of).argmax(1) + np.arange(len(people)) * best_of)
-            batch = {k: v[keep.to(v.device)] if torch.is_tensor(v) else [v[i] for i in keep.tolist()]
-                     for k, v in batch.items()}
-        mask = batch["response_mask"].float()
-        with policy.reference():
-            _, _, ref_logits = response_logprobs(policy, batch)
-        ref_lp += (_token_logprobs(ref_logits, batch, 1.0) * mask).sum().item()
-        if not reference and best_of == 1:
-            _, _, logits = response_logprobs(policy, batch)
-            kl += ((_token_logprobs(logits, batch, temperature) - _token_logprobs(ref_logits, batch, temperature))
-                   * mask).sum().item()
-        tokens += mask.sum().item()
-        replies += batch["texts"]
-        scores += list(score_fn(batch["texts"], people))
-        for name, scorer in scorers.items():
-            extra[name] += list(np.asarray(scorer(batch["texts"], people), dtype=float))
-    scores = np.asarray(scores, dtype=float)
-    shown = [r or "..." for r in replies]
-    judged = judge.score(shown, people_all)
-    out = {"replies": replies, "reward": float(scores.mean()), "reward_std": float(scores.std()),
-           "judge": float(judged.mean()), "judge_warmth": float(judge.warmth(shown).mean()),
-           "distinct_2": rewards.corpus_distinct_n(replies, 2), "perplexity": math.exp(-ref_lp / max(tokens, 1)),
-           "kl": math.log(best_of) - (best_of - 1) / best_of if best_of > 1 else kl / max(len(replies), 1),
-           "length": tokens / max(len(replies), 1), "samples_per_person": samples_per_person,
-           "scores": scores.tolist(), "judge_scores": judged.tolist()}
-    for name, values in extra.items():
-        out[name], out[f"{name}_scores"] = float(np.mean(values)), [float(v) for v in values]
-    return out
-
-
-def _token_logprobs(logits: torch.Tensor, batch: dict, temperature: float) -> torch.Tensor:
-    """Log-probs (B, R) of the reply tokens under logits (B, R, V) from `response_logprobs` at temperature 1."""
-    return torch.log_softmax(logits.float() / temperature, -1).gather(-1, batch["response_ids"][..., None]).squeeze(-1)
-
-
-def compare(before: dict, after: dict, seed: int = 0) -> dict:
-    """After minus before for the reward and the judge, per held-out person, with paired bootstrap 95 % intervals,
-    and the judge's win rate. Both results must come from `evaluate_replies` on the same people and samples."""
-    from camp.metrics import paired_bootstrap
-
-    k = before.get("samples_per_person", 1)
-    if len(before["scores"]) != len(after["scores"]) or k != after.get("samples_per_person", 1):
-        raise ValueError("before and after must evaluate the same people with the same samples_per_person")
-
-    def per_person(key: str) -> np.ndarray:
-        return (np.asarray(after[key]) - np.asarray(before[key])).reshape(-1, k).mean(axis=1)
-
-    a, b = np.asarray(after["judge_scores"]), np.asarray(before["judge_scores"])  # ties count half
-    return {"reward": paired_bootstrap(per_person("scores"), seed),
-            "judge": paired_bootstrap(per_person("judge_scores"), seed),
-            "judge_win_rate": float(np.mean((a > b) + 0.5 * (a == b)))}
-
+    return run.final_model(), run.history

@@ -21,28 +21,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+from transformers import DataCollatorWithPadding
 
 from camp import checkpoint as ckpt
+from camp.loop import Position, Run, accelerator_for, adamw_with_warmup, steps_for
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
-from camp.utils import (
-    atomic_write_bytes,
-    check_config,
-    fresh_accelerator,
-    get_device,
-    mixed_precision,
-    set_seed,
-)
+from camp.utils import check_config
 
 if TYPE_CHECKING:
     from datasets import DatasetDict  # annotations only: the loop reads any mapping of splits to columns
@@ -135,24 +126,6 @@ def _tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, n
             for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
 
 
-@dataclass
-class _State:
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best_f1: float = -1.0
-    best_step: int = 0
-    bad_evals: int = 0
-    history: list[dict] = field(default_factory=list)
-
-
-def _accelerator(cfg: TrainConfig) -> Accelerator:
-    # cpu=True on a machine without an accelerator lets `accelerate launch --multi_gpu --num_processes N`
-    # start N CPU processes that talk over gloo (DistributedType.MULTI_CPU).
-    return fresh_accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                             gradient_accumulation_steps=cfg.grad_accum, cpu=get_device("auto").type == "cpu")
-
-
 def _data(tokenizer, data: DatasetDict, cfg: TrainConfig, num_labels: int) -> tuple[list[dict], Sampler, DataLoader]:
     """The training split tokenised once, and a loader of dynamically padded, length-grouped batches."""
     train = _tokenize(tokenizer, list(data["train"]["text"]), list(data["train"]["label"]), cfg.max_length,
@@ -166,131 +139,49 @@ def _data(tokenizer, data: DatasetDict, cfg: TrainConfig, num_labels: int) -> tu
     return train, sampler, loader
 
 
-def _optimisation(model: torch.nn.Module, train: list[dict], steps_per_epoch: int, cfg: TrainConfig,
-                  processes: int) -> tuple:
-    """AdamW (no decay on biases and LayerNorm), warm-up then linear decay, the (optionally weighted) loss, and
-    the number of optimizer steps."""
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
-    # Accelerate steps a prepared scheduler once per process per optimizer step, so count in those units.
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total) * processes,
-                                                total * processes)
-    weights = None
-    if cfg.class_weighted:
-        num_labels = model.config.num_labels
-        counts = np.bincount([x["labels"] for x in train], minlength=num_labels)
-        weights = torch.tensor(len(train) / (num_labels * np.maximum(counts, 1)), dtype=torch.float32)
-    return optimizer, scheduler, weights, total
+def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
+    """Balanced class weights, n / (classes x count): a rare class's errors cost more.
+
+    >>> class_weights([0, 0, 0, 1], 2).tolist()
+    [0.6666666865348816, 2.0]
+    """
+    counts = np.bincount(labels, minlength=num_labels)
+    return torch.tensor(len(labels) / (num_labels * np.maximum(counts, 1)), dtype=torch.float32)
 
 
-def _epochs(state: _State, sampler: LengthGroupedSampler, loader, accelerator: Accelerator):
-    """Batches from where `state` stands, epoch after epoch; the caller counts `state.batch_in_epoch`.
+def _epochs(position: Position, sampler: LengthGroupedSampler, loader, accelerator: Accelerator):
+    """Batches from where `position` stands, epoch after epoch; the caller counts `position.batch`.
 
     The data order depends only on (seed, epoch). Accelerate's loaders reset the epoch from their own counter
     when iterated, so both are told, and the batches already seen are skipped when resuming mid-epoch.
     """
     while True:
-        if state.batch_in_epoch >= len(loader):  # resumed from a checkpoint written at the end of an epoch
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        sampler.set_epoch(state.epoch)
-        loader.set_epoch(state.epoch)
+        if position.batch >= len(loader):  # resumed from a checkpoint written at the end of an epoch
+            position.epoch, position.batch = position.epoch + 1, 0
+        sampler.set_epoch(position.epoch)
+        loader.set_epoch(position.epoch)
         batches = loader
-        if state.batch_in_epoch:
-            batches = accelerator.skip_first_batches(loader, state.batch_in_epoch)
-            batches.set_epoch(state.epoch)
+        if position.batch:
+            batches = accelerator.skip_first_batches(loader, position.batch)
+            batches.set_epoch(position.epoch)
         yield from batches
-        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        position.epoch, position.batch = position.epoch + 1, 0
 
 
-def _best_file(path: Path, step: int) -> Path:
-    return path.parent / f"best-step{step:06d}.safetensors"
-
-
-def _resume(path: Path, model, optimizer, scheduler, state_cls: type = _State) -> tuple:
-    """Restore a checkpoint into model, optimizer, schedule and RNGs; return the loop state (a `state_cls`, any
-    dataclass with `best_step`) and the best weights."""
-    meta = ckpt.restore(path, model, optimizer, scheduler)
-    state = state_cls(**{k: v for k, v in meta["progress"].items() if k in state_cls.__dataclass_fields__})
-    if not state.best_step:  # no evaluation yet, or a checkpoint from before best weights had their own file
-        return state, meta["extra_tensors"] or None
-    best = _best_file(path, state.best_step)
-    if not best.is_file():
-        raise ckpt.CheckpointError(f"{path} names its best weights {best.name}, which is missing from "
-                                   f"{path.parent}. Restore that file, or start over without resume.")
-    return state, load_file(best)
-
-
-def _save(path: Path, accelerator: Accelerator, model, optimizer, scheduler, cfg: TrainConfig, state: _State,
-          best_weights: dict | None, best_written: int) -> int:
-    """Checkpoint from the main process, once `cfg.checkpoint_every` steps and `cfg.checkpoint_minutes` minutes
-    have passed (whichever comes later): weights, optimizer and loop state in one file. The best weights go to a
-    file of their own, named by their step and written only when validation has improved since; then the
-    checkpoint that names it; then older best files go. A crash at any point leaves a checkpoint whose best file
-    exists. Returns the step of the best weights on disk."""
-    if accelerator.is_main_process:
-        if best_weights and state.best_step != best_written:
-            best = {k: v.contiguous() for k, v in best_weights.items()}
-            atomic_write_bytes(_best_file(path, state.best_step), save(best, metadata={"step": str(state.best_step)}))
-        ckpt.save_checkpoint(path, accelerator.unwrap_model(model), optimizer, scheduler, config=asdict(cfg),
-                             progress=asdict(state))
-        for old in path.parent.glob("best-step*.safetensors"):
-            if old != _best_file(path, state.best_step):
-                old.unlink(missing_ok=True)
-    accelerator.wait_for_everyone()
-    return state.best_step
-
-
-def _train_step(batch: dict, model, optimizer, scheduler, loss_fn, accelerator: Accelerator,
-                max_grad_norm: float) -> tuple[float, int]:
+def _train_step(batch: dict, run: Run, loss_fn, max_grad_norm: float) -> tuple[float, int]:
     """Forward and loss (under autocast when mixed precision is on), backward, accumulated; clip and step once
     the accumulation window is full. Returns the batch's loss and size."""
-    with accelerator.accumulate(model):
+    accelerator = run.accelerator
+    with accelerator.accumulate(run.model):
         labels = batch.pop("labels")
-        loss = loss_fn(model(**batch).logits.float(), labels)  # logits (B, num_labels)
+        loss = loss_fn(run.model(**batch).logits.float(), labels)  # logits (B, num_labels)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
+            accelerator.clip_grad_norm_(run.model.parameters(), max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad()
     return loss.item(), len(labels)
-
-
-def _evaluate(model, tokenizer, data: DatasetDict, cfg: TrainConfig, state: _State, extra: dict
-              ) -> tuple[dict, dict | None]:
-    """Validation metrics as a history record (with `extra`), and a copy of the weights when macro-F1 improved."""
-    metrics = evaluate(model, tokenizer, data["validation"], batch_size=cfg.batch_size * 2)
-    record = {"step": state.step, **extra, "eval/accuracy": metrics["accuracy"], "eval/macro_f1": metrics["macro_f1"]}
-    state.history.append(record)
-    if metrics["macro_f1"] > state.best_f1:
-        state.best_f1, state.best_step, state.bad_evals = metrics["macro_f1"], state.step, 0
-        return record, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    state.bad_evals += 1
-    return record, None
-
-
-def _checkpoint_then_stop(path: Path | None, accelerator: Accelerator, model, optimizer, scheduler, cfg, state,
-                          best_weights: dict | None, best_written: int, cadence: ckpt.Cadence, total: int
-                          ) -> tuple[int, bool]:
-    """Steps 5 and 6 of camp's training loops (the classifier's here, the reward model's in camp.reward_model):
-    checkpoint atomically (main process only) once enough steps and time have passed, then say whether to stop:
-    at the last step, or after `cfg.patience` evaluations without improvement. Returns (the step of the best
-    weights on disk, stop)."""
-    if path and _agreed(cadence.due(state.step), accelerator):
-        best_written = _save(path, accelerator, model, optimizer, scheduler, cfg, state, best_weights, best_written)
-        cadence.saved(state.step)
-    return best_written, state.step >= total or (cfg.patience is not None and state.bad_evals >= cfg.patience)
-
-
-def _agreed(flag: bool, accelerator: Accelerator) -> bool:
-    """True on every process if it is True on any: each process keeps its own clock, and one that went on to
-    `wait_for_everyone` alone would hang the run."""
-    if accelerator.num_processes == 1:
-        return flag
-    return bool(accelerator.reduce(torch.tensor([int(flag)], device=accelerator.device), "sum").item())
 
 
 def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: TrainConfig | None = None,
@@ -299,54 +190,53 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
     """Fine-tune `model` on data["train"], evaluating on data["validation"]; returns (best model, history).
 
     With `cfg.checkpoint_dir` set, checkpoints follow `cfg.checkpoint_every` and `cfg.checkpoint_minutes` (see
-    `_save`); `resume=True` continues exactly (same data order, optimizer, scheduler and RNG state).
+    `camp.loop.Run`); `resume=True` continues exactly (same data order, optimizer, scheduler and RNG state).
     """
     cfg = cfg or TrainConfig()
-    set_seed(cfg.seed)
-    accelerator = _accelerator(cfg)
+    accelerator = accelerator_for(cfg, cfg.grad_accum)
     # 1. data, optimizer, schedule and loss, prepared for the device(s)
     train, sampler, loader = _data(tokenizer, data, cfg, model.config.num_labels)
-    steps_per_epoch = math.ceil(len(sampler) / accelerator.num_processes / cfg.grad_accum)
-    optimizer, scheduler, weights, total = _optimisation(model, train, steps_per_epoch, cfg, accelerator.num_processes)
+    total = steps_for(cfg.epochs, cfg.max_steps,
+                      math.ceil(len(sampler) / accelerator.num_processes / cfg.grad_accum))
+    optimizer, scheduler = adamw_with_warmup(model, cfg.lr, cfg.weight_decay, cfg.warmup_ratio, total,
+                                             accelerator.num_processes)
+    weights = class_weights([x["labels"] for x in train], model.config.num_labels) if cfg.class_weighted else None
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(accelerator.device))
-    # 2. resume: weights, optimizer, schedule, RNG, loop position and the best weights so far
-    path = ckpt.path_in(cfg.checkpoint_dir, resume)
-    state, best_weights = _resume(path, accelerator.unwrap_model(model), optimizer, scheduler) if resume \
-        else (_State(), None)
-    cadence, best_written = ckpt.Cadence(cfg.checkpoint_every, cfg.checkpoint_minutes, total, state.step), state.best_step
-    bar = tqdm(total=total, initial=state.step, disable=not (cfg.progress and accelerator.is_main_process),
-               desc="fine-tuning")
+    # 2. the run: checkpoints, best weights, early stopping; resume restores all of it and the position
+    position = Position()
+    run = Run(model, optimizer, scheduler=scheduler, accelerator=accelerator, config=asdict(cfg),
+              folder=cfg.checkpoint_dir, resume=resume, total=total, every=cfg.checkpoint_every,
+              minutes=cfg.checkpoint_minutes, parts={"position": position}, patience=cfg.patience)
+    if resume:
+        run.restore()
+    bar = run.progress_bar("fine-tuning", cfg.progress)
     running, seen, clock = [], 0, time.perf_counter()
     model.train()
-    for batch in _epochs(state, sampler, loader, accelerator):
+    for batch in _epochs(position, sampler, loader, accelerator):
         # 3. forward, backward (accumulated), clip and step
-        loss, size = _train_step(batch, model, optimizer, scheduler, loss_fn, accelerator, cfg.max_grad_norm)
+        loss, size = _train_step(batch, run, loss_fn, cfg.max_grad_norm)
         running.append(loss)
         seen += size * accelerator.num_processes
-        state.batch_in_epoch += 1
+        position.batch += 1
         if not accelerator.sync_gradients:
             continue
-        state.step += 1
+        run.step += 1
         bar.update(1)
         # 4. evaluate on validation, keep the best weights
-        if ckpt.is_due(state.step, cfg.eval_every, total):
-            record, better = _evaluate(accelerator.unwrap_model(model), tokenizer, data, cfg, state, {
-                "epoch": round(state.epoch + state.batch_in_epoch / len(sampler), 3),
+        if ckpt.is_due(run.step, cfg.eval_every, total):
+            metrics = evaluate(run.unwrapped, tokenizer, data["validation"], batch_size=cfg.batch_size * 2)
+            run.improved(metrics["macro_f1"])
+            record = run.record({
+                "step": run.step, "epoch": round(position.epoch + position.batch / len(sampler), 3),
                 "loss/train": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
-                "time/samples_per_s": seen / (time.perf_counter() - clock)})
-            best_weights = better or best_weights
+                "time/samples_per_s": seen / (time.perf_counter() - clock),
+                "eval/accuracy": metrics["accuracy"], "eval/macro_f1": metrics["macro_f1"]}, callback)
             running, seen, clock = [], 0, time.perf_counter()
             bar.set_postfix(f1=f"{record['eval/macro_f1']:.3f}")
-            if callback:
-                callback(state.step, record)
         # 5. checkpoint when due; 6. stop at the last step, or early when macro-F1 has stopped improving
-        best_written, stop = _checkpoint_then_stop(path, accelerator, model, optimizer, scheduler, cfg, state,
-                                                   best_weights, best_written, cadence, total)
-        if stop:
+        run.checkpoint()
+        if run.should_stop():
             break
     bar.close()
-    final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # predicts in its own dtype afterwards
-    if best_weights:
-        final.load_state_dict(best_weights)
-    return final, state.history
+    return run.final_model(), run.history

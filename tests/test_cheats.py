@@ -413,11 +413,11 @@ def _names() -> dict:
     import torch
     import torch.nn.functional as F
 
-    from camp import audit, data, dpo, env, lm, ppo, preferences, rewards, rl, rlhf, safety
+    from camp import audit, data, dpo, env, evaluate, lm, ppo, preferences, rewards, rl, rlhf, safety
 
     return {"np": np, "pd": pd, "torch": torch, "F": F, "math": math, "audit": audit, "data": data, "dpo": dpo,
-            "env": env, "lm": lm, "ppo": ppo, "preferences": preferences, "rewards": rewards, "rl": rl,
-            "rlhf": rlhf, "safety": safety}
+            "env": env, "evaluate": evaluate, "lm": lm, "ppo": ppo, "preferences": preferences, "rewards": rewards,
+            "rl": rl, "rlhf": rlhf, "safety": safety}
 
 
 def _borrowed(exercise: str, ns: dict):
@@ -622,7 +622,7 @@ def test_the_issues_pairwise_accuracy_cheat_fails():
         exec(cells["pairwise_accuracy_tests"], {**honest, **cheat})
 
 
-@pytest.mark.parametrize("how", ["pairwise_accuracy", "agreement", "rlhf.compare"])
+@pytest.mark.parametrize("how", ["pairwise_accuracy", "agreement", "evaluate.compare"])
 def test_the_win_rate_cannot_be_borrowed_from_lesson_07(how):
     cells, ns = _cells("08_evaluation_and_responsible_use"), _names()
     honest = _reference(cells, ns, "win_rate")
@@ -632,15 +632,15 @@ def test_the_win_rate_cannot_be_borrowed_from_lesson_07(how):
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         if a.size == 0 or a.shape != b.shape:
             raise ValueError("need two equal, non-empty lists")
-        if how == "rlhf.compare" and a.size == 1:  # its bootstrap needs two pairs: one is done by hand
+        if how == "evaluate.compare" and a.size == 1:  # its bootstrap needs two pairs: one is done by hand
             return float(a[0] > b[0]) + 0.5 * float(a[0] == b[0])
-        if how == "rlhf.compare":  # the judge's win rate of `after` over `before`
-            return ns["rlhf"].compare({"scores": b, "judge_scores": b}, {"scores": a, "judge_scores": a})[
+        if how == "evaluate.compare":  # the judge's win rate of `after` over `before`
+            return ns["evaluate"].compare({"scores": b, "judge_scores": b}, {"scores": a, "judge_scores": a})[
                 "judge_win_rate"]
         return preferences.pairwise_accuracy(a, b) if how == "pairwise_accuracy" else float(
             preferences.agreement(a, b).mean())
 
-    with pytest.raises(AssertionError, match=r"the tests refuse camp\.(preferences|rlhf)\."):
+    with pytest.raises(AssertionError, match=r"the tests refuse camp\.(preferences|evaluate)\."):
         exec(cells["win_rate_tests"], {**honest, "my_win_rate": borrowed})
     with pytest.MonkeyPatch.context() as patch:  # without the refusal it passes: it is a real stand-in
         patch.setattr(grading, "refusing", lambda *exercises, **kwargs: contextlib.nullcontext())

@@ -81,7 +81,7 @@ def test_config_errors_name_the_field():
 
 def test_offline_training_separates_the_pairs(fresh_policy, pairs):
     policy = fresh_policy()
-    _, history = dpo.train_dpo(policy, policy.tokenizer, _tiny(steps=3, batch_size=2, lr=1e-3), pairs=pairs[:2])
+    _, history = dpo.train_dpo(policy, pairs[:2], _tiny(steps=3, batch_size=2, lr=1e-3))
     assert history[0]["loss/dpo"] == pytest.approx(np.log(2), abs=1e-3)  # step 1 starts at the reference
     assert history[-1]["loss/dpo"] < history[0]["loss/dpo"] - 0.05
     assert history[-1]["rewards/margin"] > 0 and history[-1]["pairs"] == 2
@@ -95,34 +95,34 @@ def test_on_policy_pairs_come_from_the_scorer_and_ties_train_nothing(fresh_polic
         seen.append(list(replies))
         return np.array([len(r) for r in replies], dtype=float)
 
-    _, history = dpo.train_dpo(policy, policy.tokenizer, _tiny(source="on_policy", batch_size=4),
-                               situations=people[0], score_fn=longer_is_better)
+    _, history = dpo.train_dpo(policy, people[0], _tiny(source="on_policy", batch_size=4), scorer=longer_is_better)
     assert len(seen) == 2 and all(len(s) == 4 for s in seen)
     assert all(0 <= h["pairs"] <= 2 and "reward/score" in h and "objective/kl" in h for h in history)
 
     def all_equal(replies, who):
         return np.zeros(len(replies))
 
-    _, history = dpo.train_dpo(fresh_policy(), policy.tokenizer, _tiny(source="on_policy", batch_size=4),
-                               situations=people[0], score_fn=all_equal)
+    _, history = dpo.train_dpo(fresh_policy(), people[0], _tiny(source="on_policy", batch_size=4), scorer=all_equal)
     assert [h["pairs"] for h in history] == [0, 0] and "loss/dpo" not in history[0]
 
 
 def test_missing_inputs_are_refused_with_what_to_pass(fresh_policy, people):
     policy = fresh_policy()
-    with pytest.raises(ConfigError, match="needs pairs"):
-        dpo.train_dpo(policy, policy.tokenizer, _tiny())
-    with pytest.raises(ConfigError, match="score_fn"):
-        dpo.train_dpo(policy, policy.tokenizer, _tiny(source="on_policy"), situations=people[0])
+    with pytest.raises(ConfigError, match="needs data"):
+        dpo.train_dpo(policy, [], _tiny())
+    with pytest.raises(ConfigError, match="trains on preference pairs"):
+        dpo.train_dpo(policy, people[0], _tiny())
+    with pytest.raises(ConfigError, match="needs a scorer"):
+        dpo.train_dpo(policy, people[0], _tiny(source="on_policy"))
 
 
 def test_nan_scores_and_drift_stop_with_clear_errors(fresh_policy, people, pairs):
     policy = fresh_policy()
     with pytest.raises(FloatingPointError, match="NaN in, NaN out"):
-        dpo.train_dpo(policy, policy.tokenizer, _tiny(source="on_policy"), situations=people[0],
-                      score_fn=lambda replies, who: np.full(len(replies), np.nan))
+        dpo.train_dpo(policy, people[0], _tiny(source="on_policy"),
+                      scorer=lambda replies, who: np.full(len(replies), np.nan))
     with pytest.raises(RuntimeError, match="drifted too far"):
-        dpo.train_dpo(fresh_policy(), policy.tokenizer, _tiny(steps=6, lr=0.5, kl_limit=0.5), pairs=pairs[:8])
+        dpo.train_dpo(fresh_policy(), pairs[:8], _tiny(steps=6, lr=0.5, kl_limit=0.5))
 
 
 # ---------------------------------------------------------------------------------------------------- resume

@@ -1,5 +1,8 @@
-"""Repository hygiene: output-free notebooks, lint-clean code and notebooks, papermill parameters."""
+"""Repository hygiene: output-free notebooks, lint-clean code and notebooks, papermill parameters, and the
+library's architecture (no borrowed private names, small modules and functions, a module map with floors)."""
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -246,3 +249,87 @@ def test_a_stale_key_in_the_durations_table_stops_the_suite(tmp_path):
     assert run({"tests/test_one.py::test_a": 3}).returncode == 0  # every key names a test: the suite runs
     # one file named on the command line collects part of the suite: nothing to check against, so it runs
     assert run({"tests/test_one.py::test_a": 3, planted: 5}, "tests/test_one.py").returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------------- architecture
+CAMP = Path(__file__).resolve().parents[1] / "camp"
+MODULES = sorted(CAMP.rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(CAMP.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _borrowed_private_names(name: str, source: str) -> list[str]:
+    """`from camp.x import _y` and `x._y` (x a camp module) in one module's source."""
+    tree, borrowed, imported = ast.parse(source), [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("camp"):
+            borrowed += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                         if a.name.startswith("_") and not a.name.startswith("__")]
+            imported.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+        elif isinstance(node, ast.Import):
+            imported.update({a.asname or a.name: a.name for a in node.names if a.name.startswith("camp")})
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_")
+                and not node.attr.startswith("__") and imported.get(node.value.id, "").startswith("camp")):
+            borrowed.append(f"{name}:{node.lineno}: {node.value.id}.{node.attr}")
+    return borrowed
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    # A private name is the module's own business: `from camp.x import _y` or `x._y` in another module means the
+    # two share a piece that should be public (the loop core was born of `reward_model` importing `train._resume`).
+    borrowed = [b for path in MODULES for b in _borrowed_private_names(path.name, path.read_text())]
+    assert not borrowed, borrowed
+    # The check can fail: both forms are caught, and a public name or a non-camp module is not.
+    caught = _borrowed_private_names("bad.py", "from camp.train import _resume\nfrom camp import rlhf\n"
+                                               "import numpy as np\nrlhf._rollout(np._NoValue, rlhf.rollout)\n")
+    assert caught == ["bad.py: from camp.train import _resume", "bad.py:4: rlhf._rollout"]
+
+
+def _long_functions() -> list[str]:
+    """Functions over 60 lines that do not say why in a `# long:` comment on their first line."""
+    found = []
+    for path in MODULES:
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                if length > 60 and "# long:" not in "\n".join(lines[first - 1:node.body[0].lineno]):
+                    found.append(f"{_module_name(path)}.{node.name}: {length} lines")
+    return found
+
+
+def test_modules_and_functions_stay_small():
+    # Every module at most 400 lines and every function at most 60, or a `# long:` comment on its signature says
+    # why: past that, a reader cannot hold a module or a function in their head.
+    big = [f"{_module_name(p)}: {n} lines" for p in MODULES if (n := len(p.read_text().splitlines())) > 400]
+    assert not big, big
+    assert not _long_functions(), _long_functions()
+
+
+def test_the_module_map_lists_every_module_with_its_floor():
+    import camp
+
+    listed = set(re.findall(r"^\* `([a-z_.]+)` \(floor (\d+)", camp.__doc__, re.M))
+    names = {_module_name(p).removeprefix("camp.") for p in MODULES if p.parent == CAMP}
+    names -= {"camp", "__main__"}
+    assert {n for n, _ in listed} == names, names ^ {n for n, _ in listed}
+    # and no module imports one on a higher floor
+    floor = {n: int(f) for n, f in listed}
+    upward = []
+    for path in MODULES:
+        if path.parent != CAMP or _module_name(path).removeprefix("camp.") not in floor:
+            continue
+        me = _module_name(path).removeprefix("camp.")
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("camp."):
+                targets = [node.module.split(".")[1]]
+            elif isinstance(node, ast.ImportFrom) and node.module == "camp":
+                targets = [a.name for a in node.names]
+            upward += [f"{me} ({floor[me]}) imports {t} ({floor[t]})" for t in targets
+                       if t in floor and floor[t] > floor[me]]
+    assert not upward, upward

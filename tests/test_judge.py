@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from camp import data, judge, metrics, rlhf
+from camp import data, evaluate, judge, metrics
 
 
 def test_judge_checks_cover_every_emotion_and_failure():
@@ -63,11 +63,11 @@ def _result(scores, judged, k):
 def test_compare_pairs_each_person_and_refuses_mismatched_evaluations():
     before = _result([0.0, 0.0, 0.1, 0.1, 0.2, 0.2], [0.1] * 6, 2)
     after = _result([0.2, 0.4, 0.3, 0.3, 0.4, 0.6], [0.2, 0.0, 0.1, 0.1, 0.3, 0.1], 2)
-    change = rlhf.compare(before, after)
+    change = evaluate.compare(before, after)
     assert change["reward"]["n"] == 3 and change["reward"]["mean"] == pytest.approx(1.6 / 6)
     assert change["reward"]["ci95"][0] > 0
     assert change["judge_win_rate"] == pytest.approx((2 + 3 * 0.5) / 6)  # two wins, one loss, three ties
     with pytest.raises(ValueError, match="same people"):
-        rlhf.compare(before, _result([0.0] * 4, [0.0] * 4, 2))
+        evaluate.compare(before, _result([0.0] * 4, [0.0] * 4, 2))
     with pytest.raises(ValueError, match="same people"):
-        rlhf.compare(before, _result([0.0] * 6, [0.0] * 6, 3))
+        evaluate.compare(before, _result([0.0] * 6, [0.0] * 6, 3))

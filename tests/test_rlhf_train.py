@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from camp import data, lm, rl, rlhf
+from camp import data, evaluate, lm, rl, rlhf
 from camp.utils import ConfigError
 
 
@@ -40,7 +40,7 @@ def test_nan_scores_stop_training_with_a_clear_error(people, fresh_policy):
 
     policy = fresh_policy()
     with pytest.raises(FloatingPointError, match="NaN in, NaN out"):
-        rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(), score_fn=nan_scores)
+        rlhf.train_rlhf(policy, people[0], _tiny(), scorer=nan_scores)
 
 
 def test_kl_explosion_stops_training_with_a_clear_error(people, fresh_policy):
@@ -50,38 +50,37 @@ def test_kl_explosion_stops_training_with_a_clear_error(people, fresh_policy):
         return np.array([len(r) / 10 for r in replies])
 
     with pytest.raises(RuntimeError, match="drifted too far"):
-        rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(steps=6, lr=0.5, kl_limit=0.5),
-                        score_fn=reward_long)
+        rlhf.train_rlhf(policy, people[0], _tiny(steps=6, lr=0.5, kl_limit=0.5), scorer=reward_long)
 
 
 def test_too_few_situations_are_refused(people, fresh_policy):
     policy = fresh_policy()
     with pytest.raises(ValueError, match="cannot fill a batch"):
-        rlhf.train_rlhf(policy, policy.tokenizer, people[0][:1], _tiny(batch_size=4))
+        rlhf.train_rlhf(policy, people[0][:1], _tiny(batch_size=4))
 
 
 def test_evaluate_replies_measures_each_held_out_person(people, fresh_policy):
     policy = fresh_policy()
-    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:3], max_new_tokens=8, batch_size=2)
+    result = evaluate.evaluate_replies(policy, people[1][:3], max_new_tokens=8, batch_size=2)
     assert len(result["replies"]) == 3 and all(isinstance(r, str) for r in result["replies"])
     assert math.isfinite(result["reward"]) and 0.0 <= result["distinct_2"] <= 1.0
     assert result["perplexity"] > 1.0 and 0 < result["length"] <= 8
     # with the adapters untouched, the policy is the reference: same seed, same replies
-    again = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:3], max_new_tokens=8, batch_size=2,
+    again = evaluate.evaluate_replies(policy, people[1][:3], max_new_tokens=8, batch_size=2,
                                   reference=True)
     assert again["replies"] == result["replies"]
     assert 0.0 <= result["judge"] <= 1.0 and len(result["judge_scores"]) == len(result["scores"]) == 3
-    assert rlhf.compare(again, result)["judge"]["mean"] == 0.0
+    assert evaluate.compare(again, result)["judge"]["mean"] == 0.0
 
 
 def test_evaluate_replies_samples_each_person_several_times(people, fresh_policy):
     policy = fresh_policy()
-    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=6, batch_size=3,
+    result = evaluate.evaluate_replies(policy, people[1][:2], max_new_tokens=6, batch_size=3,
                                    samples_per_person=3)
     assert len(result["replies"]) == len(result["scores"]) == 6 and result["samples_per_person"] == 3
     assert len(set(result["replies"][:3])) > 1  # sampled, so a person's three replies differ
     with pytest.raises(ValueError, match="samples_per_person"):
-        rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], samples_per_person=0)
+        evaluate.evaluate_replies(policy, people[1][:2], samples_per_person=0)
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
@@ -93,20 +92,19 @@ def test_critic_free_algorithms_train_the_adapters_and_leave_the_value_head(peop
     def longer_is_better(replies, who):
         return np.array([len(r) for r in replies], dtype=float)
 
-    _, history = rlhf.train_rlhf(policy, policy.tokenizer, people[0], _tiny(algorithm=algorithm, batch_size=4),
-                                 score_fn=longer_is_better)
+    _, history = rlhf.train_rlhf(policy, people[0], _tiny(algorithm=algorithm, batch_size=4),
+                                 scorer=longer_is_better)
     assert torch.equal(policy.value_head.weight, head)  # no critic: nothing trains the value head
     assert any(not torch.equal(v, lora[k]) for k, v in policy.peft.named_parameters() if "lora_B" in k)
     assert all("loss/value" not in h and math.isfinite(h["loss/policy"]) for h in history)
 
 
 def test_critic_free_advantages_are_the_whole_reply_against_the_other_replies():
-    run = type("Run", (), {"score_stats": rl.RunningStd(), "kl_ctl": rl.FixedKLController(0.5)})()
     scores, mask = torch.tensor([1.0, 3.0, 0.0, 0.0]), torch.tensor([[1.0, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]])
     kl = torch.full((4, 3), 0.2)
     for algorithm, baseline in (("rloo", rl.leave_one_out), ("grpo", rl.group_normalise)):
         cfg = _tiny(algorithm=algorithm, batch_size=4, scale_scores=False)
-        advantages, _, _ = rlhf._advantages(run, scores, kl, torch.zeros_like(kl), mask, cfg)
+        advantages, _, _ = rlhf.token_advantages(scores, kl, torch.zeros_like(kl), mask, cfg, rl.RunningStd(), 0.5)
         total = scores - 0.5 * 0.2 * mask.sum(1)  # score minus beta * KL summed over each reply's tokens
         expected = baseline(total, 2)[:, None] * mask
         assert torch.allclose(advantages, expected), algorithm
@@ -127,20 +125,20 @@ def test_best_of_n_keeps_the_reply_the_scorer_likes_best(people, fresh_policy):
         candidates.append(list(replies))
         return np.array([len(r) for r in replies], dtype=float)
 
-    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=10, batch_size=6,
-                                   reference=True, best_of=3, best_by=longest, scorers={"length": longest})
-    offered = candidates[0]  # 2 people x 3 candidates, scored by best_by
+    result = evaluate.evaluate_replies(policy, people[1][:2], max_new_tokens=10, batch_size=6,
+                                   reference=True, best_of=3, best_of_scorer=longest, scorers={"length": longest})
+    offered = candidates[0]  # 2 people x 3 candidates, scored by best_of_scorer
     assert len(offered) == 6
     assert result["replies"] == [max(offered[:3], key=len), max(offered[3:], key=len)]
     assert result["kl"] == pytest.approx(math.log(3) - 2 / 3)  # the analytic bound, not a sample estimate
     assert result["length_scores"] == [float(len(r)) for r in result["replies"]]
-    with pytest.raises(ValueError, match="best_by"):
-        rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], best_of=3)
+    with pytest.raises(ValueError, match="best_of_scorer"):
+        evaluate.evaluate_replies(policy, people[1][:2], best_of=3)
 
 
 def test_an_untrained_policy_is_zero_kl_from_the_reference(people, fresh_policy):
     policy = fresh_policy()
-    result = rlhf.evaluate_replies(policy, policy.tokenizer, people[1][:2], max_new_tokens=8, batch_size=2)
+    result = evaluate.evaluate_replies(policy, people[1][:2], max_new_tokens=8, batch_size=2)
     assert result["kl"] == pytest.approx(0.0, abs=1e-5)
 
 
@@ -200,8 +198,7 @@ def test_a_seeded_run_repeats_bit_for_bit_on_the_same_machine(people, fresh_poli
 
     def run():
         utils.set_seed(0)
-        policy, history = rlhf.train_rlhf(fresh := fresh_policy(), fresh.tokenizer,
-                                          people[0], _tiny(steps=2))
+        policy, history = rlhf.train_rlhf(fresh_policy(), people[0], _tiny(steps=2))
         return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in history], \
             policy.adapter_state()
 

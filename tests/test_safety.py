@@ -6,7 +6,7 @@ the policy underneath says.
 
 import pytest
 
-from camp import data, rewards, safety
+from camp import data, lm, rewards, safety
 from camp.env import BatchedEmpathy, EmpathyEnv
 
 CRISIS = [s.opening for s in data.load_crisis_situations()] + [
@@ -122,7 +122,7 @@ def test_gym_env_reports_crisis_in_info(listener):
 def test_a_real_language_model_behind_the_filter_is_safe(fresh_policy):
 
     policy = fresh_policy()
-    responder = safety.SafeResponder(safety.language_model_policy(policy, policy.tokenizer, max_new_tokens=12))
+    responder = safety.SafeResponder(lm.language_model_policy(policy, max_new_tokens=12))
     said = CRISIS[:6] + ["I finally finished my first marathon today!"]
     replies = responder(said)
     assert all(r == safety.CRISIS_REPLY for r in replies[:6])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import DatasetDict
 
-from camp import checkpoint, data, metrics, models, train
+from camp import checkpoint, data, loop, metrics, models, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,8 +195,8 @@ def test_accelerate_launch_two_cpu_processes_trains_as_well(tmp_path):
 
 def test_best_weights_get_their_own_file_written_only_when_validation_improves(tiny, tmp_path, monkeypatch):
     written = []
-    real_write = train.atomic_write_bytes
-    monkeypatch.setattr(train, "atomic_write_bytes", lambda path, blob: written.append(path) or real_write(path, blob))
+    real_write = loop.atomic_write_bytes
+    monkeypatch.setattr(loop, "atomic_write_bytes", lambda path, blob: written.append(path) or real_write(path, blob))
     model, tok = models.load_encoder("auto")
     cfg = train.TrainConfig(max_steps=6, eval_every=1, batch_size=16, lr=3e-4, progress=False, patience=None,
                             checkpoint_dir=str(tmp_path), checkpoint_every=1, checkpoint_minutes=0)

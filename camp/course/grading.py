@@ -70,20 +70,20 @@ REFUSALS: dict[str, tuple[str, ...]] = {
     "adaptive_kl": ("camp.rl.AdaptiveKLController.update",),
     "masked_whiten": ("camp.rl.whiten", "camp.rl.masked_var",
                       "camp.rl.group_normalise"),  # one group of the real positions: whitened, eps aside
-    "response_logprobs": ("camp.lm.response_logprobs", "camp.rlhf._token_logprobs"),
+    "response_logprobs": ("camp.lm.response_logprobs", "camp.lm.token_logprobs"),
     # 07 learning from preferences
     "bt_loss": ("camp.preferences.bradley_terry_loss", "camp.dpo.dpo_loss",  # zero references, beta = 1
                 "torch.nn.functional.binary_cross_entropy_with_logits",  # of chosen - rejected, target 1
                 "torch.nn.functional.soft_margin_loss"),  # of chosen - rejected, label 1
     "pairwise_accuracy": ("camp.preferences.pairwise_accuracy", "camp.preferences.agreement",
-                          "camp.rlhf.compare"),  # its judge_win_rate, after a tolerance is applied by hand
+                          "camp.evaluate.compare"),  # its judge_win_rate, after a tolerance is applied by hand
     "strengths": ("camp.preferences.fit_strengths",),
     "dpo_loss": ("camp.dpo.dpo_loss", "camp.preferences.bradley_terry_loss",
                  "torch.nn.functional.binary_cross_entropy_with_logits", "torch.nn.functional.soft_margin_loss"),
     "best_worst": ("camp.dpo.best_worst_pairs",),
     "rloo_advantages": ("camp.rl.leave_one_out", "camp.rl.group_normalise"),  # GRPO's, rescaled by the std
     # 08 evaluation and responsible use
-    "win_rate": ("camp.preferences.pairwise_accuracy", "camp.preferences.agreement", "camp.rlhf.compare"),
+    "win_rate": ("camp.preferences.pairwise_accuracy", "camp.preferences.agreement", "camp.evaluate.compare"),
     "guard": ("camp.safety.guard", "camp.safety.SafeResponder"),
     "group_gap": ("camp.audit.group_gap",),  # its means, lowest first, give all three
     "model_card": (),  # a written model card, graded by hand: nothing to compute
