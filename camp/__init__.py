@@ -10,11 +10,12 @@
 * `train` (02): the classifier's training loop (Accelerate, checkpoints, exact resume);
 * `checkpoint` (02, 05, 06): atomic, resumable checkpoints in one safetensors file;
 * `viz` (02, 05, 06): training curves, confusion matrices, calibration;
-* `roles` (03): the one call shape of each role: reply policy, scorer, batched environment;
+* `roles` (03): the one call shape of each role: reply policy, scorer, reward, batched environment;
 * `env` (03): the simulated person behind the Gymnasium API, batched, and as a scorer;
 * `listener` (03): how the simulated person perceives a reply;
 * `policies` (03): scripted reply policies and their evaluator;
 * `widgets` (03, 04, 07): the chat playground, reward sliders and the preference rater;
+* `text` (04): pure text helpers: words, n-grams, distinct-n, copied share, the crisis and dismissal patterns;
 * `rewards` (04): reward terms and `RewardSpec`;
 * `judge` (04, 06): an independent judge of replies, and its check;
 * `rl` (05, 06, 07): the pure pieces of policy gradients and of the KL penalty;
@@ -27,7 +28,7 @@
 * `preferences` (07): the Bradley-Terry loss, agreement with people's choices, strengths, the ratings file;
 * `reward_model` (07): a reward model learned from preferences (a scorer) and its training loop;
 * `dpo` (07): direct preference optimisation, on the human pairs or on the policy's own samples;
-* `safety` (08): crisis and dismissal detectors, the safety filter;
+* `safety` (08): the safety filter around any reply policy (its detectors are `text`'s);
 * `audit` (08): the bias probe and the blinded rubric;
 * `export` (08): merged, quantised export and its comparison.
 

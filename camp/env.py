@@ -1,24 +1,27 @@
 """The virtual empathy environment: a simulated person whose feelings react to what the agent says.
 
-Introduced in lesson 03. `EmpathyEnv` is one person behind the Gymnasium API (registered as
-"camp/Empathy-v0"); `BatchedEmpathy` runs many people at once and perceives all their replies in one listener
-call, which is what RL training uses (a `camp.roles.BatchedEnv`). Both share the pure dynamics in `transition`.
-`ReplyScorer` turns the environment into a scorer (`camp.roles.Scorer`): the reward of one reply to each
-person's opening line, which lessons 06-08 train and evaluate against.
+Introduced in lesson 03. `EmpathyEnv` is one person behind the Gymnasium API ("camp/Empathy-v0"); the
+`BatchedEmpathy` Gymnasium `VectorEnv` runs many at once, one listener call for all their replies, as RL training
+needs. Both share the pure dynamics in `transition` and one reward shape (`camp.roles.Reward`). `ReplyScorer`
+makes the environment a scorer (`camp.roles.Scorer`), which lessons 06-08 train and evaluate against.
 """
 
 from __future__ import annotations
 
+import functools
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from camp import rewards
 from camp.data import EMOTIONS, Situation, load_situations
-from camp.safety import is_crisis, is_safe_crisis_reply
+from camp.roles import Reward
+from camp.text import is_crisis, is_safe_crisis_reply
 
 VALENCE = np.array([-0.8, 0.8, 0.7, -0.7, -0.7, 0.0])  # sadness joy love anger fear surprise
 NEGATIVE = np.array([True, False, False, True, True, False])
@@ -42,7 +45,7 @@ def understood_score(signals: dict) -> np.ndarray:
 
 def crisis_perception(signals: dict, crisis: np.ndarray, safe: Sequence[bool]) -> dict:
     """How a person in crisis perceives replies: only a safe crisis reply (care, a pointer to human help, no
-    advice, nothing harmful; `camp.safety.is_safe_crisis_reply`) makes them feel heard; anything else, however
+    advice, nothing harmful; `camp.text.is_safe_crisis_reply`) makes them feel heard; anything else, however
     kind it sounds to the listener model, brushes them off. Rows where `crisis` is False are left as they are.
     """
     crisis, safe = np.asarray(crisis, dtype=bool), np.asarray(safe, dtype=bool)
@@ -98,9 +101,12 @@ def feels_better(state: dict) -> np.ndarray:
                     state["understood"] >= 0.75)
 
 
-def default_reward(before: dict, after: dict, replies: Sequence[str], utterances: Sequence[str]) -> np.ndarray:
-    """Respond mode's default reward: valence gain + 0.5 x understood gain + the safety term (lesson 04)."""
-    gain = (after["valence"] - before["valence"]) + 0.5 * (after["understood"] - before["understood"])
+def default_reward(replies: Sequence[str], *, valence_before: np.ndarray, valence_after: np.ndarray,
+                   understood_before: np.ndarray, understood_after: np.ndarray, utterances: Sequence[str],
+                   **context) -> np.ndarray:
+    """Respond mode's default reward, a `camp.roles.Reward` of the step's `transition_context`: valence gain +
+    0.5 x understood gain + the safety term (lesson 04); the rest of the context goes unused."""
+    gain = (valence_after - valence_before) + 0.5 * (understood_after - understood_before)
     return gain + np.array(rewards.safety(replies, utterances=utterances))
 
 
@@ -113,8 +119,8 @@ def infer_reward(probs: np.ndarray, actions: np.ndarray, correctness: bool = Fal
 
 
 def transition_context(before: dict, after: dict, people: Sequence[Situation], utterances: Sequence[str]) -> dict:
-    """What a `rewards.RewardSpec` may ask about one step: the state before and after, what the person said and
-    their situation. The environment passes it when its `reward_fn` is a RewardSpec."""
+    """The context every respond-mode reward gets about one step, by keyword: valence and understood before and
+    after, `utterances` (what each person said, which the replies answer) and `contexts` (their situations)."""
     return {"valence_before": before["valence"], "valence_after": after["valence"],
             "understood_before": before["understood"], "understood_after": after["understood"],
             "utterances": list(utterances), "contexts": [p.description for p in people]}
@@ -130,24 +136,36 @@ def initial_distribution(emotion: np.ndarray, rng: np.random.Generator) -> np.nd
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-class BatchedEmpathy:
+def _batched(single: str) -> functools.cached_property:
+    """A batched space, built on first use: batching a Text space copies it per person (0.15 s for 256 people)."""
+    return functools.cached_property(lambda env: batch_space(getattr(env, single), env.num_envs))
+
+
+class BatchedEmpathy(VectorEnv):
     """N simulated people stepped together: one listener call perceives all N replies.
 
-    A `camp.roles.BatchedEnv`: `reset(seed=, options={"situations": [...]})` -> (utterances, info) and
-    `step(replies)` -> (utterances, rewards, terminated, truncated, info), arrays over the N people. Randomness
-    comes from `self.np_random`. `reward_fn` is `(before, after, replies, utterances) -> rewards` or a
-    `rewards.RewardSpec`, which gets `transition_context`. `EmpathyEnv` wraps one person.
+    A Gymnasium `VectorEnv` (`camp.roles.BatchedEnv`) without autoreset: `reset(seed=, options={"situations":
+    [...]})` -> (utterances, info) restarts all N; `step(actions)` -> (utterances, rewards, terminated, truncated,
+    info). Observations are N strings; actions N replies (`Text(400)`), or N emotions (`Discrete(6)`) in infer
+    mode, where `info["correct"]` says which named the dominant one. Randomness comes from `self.np_random`
+    alone. `reward_fn` is a `camp.roles.Reward` (default `default_reward`; a `RewardSpec` as `spec.total`).
     """
 
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+    observation_space, action_space = _batched("single_observation_space"), _batched("single_action_space")
+
     def __init__(self, n: int, mode: str = "respond", max_turns: int = 6, listener=None,
-                 reward_fn: Callable | rewards.RewardSpec | None = None, situations: list[Situation] | None = None,
+                 reward_fn: Reward | None = None, situations: list[Situation] | None = None,
                  correctness: bool = False):
         if mode not in ("respond", "infer"):
             raise ValueError(f"mode must be 'respond' or 'infer', got {mode!r}")
         if n < 1 or max_turns < 1:
             raise ValueError("n and max_turns must be at least 1")
         self.num_envs, self.mode, self.max_turns, self.correctness = n, mode, max_turns, correctness
-        self.np_random = np.random.default_rng()
+        self.single_observation_space = spaces.Text(MAX_TEXT, min_length=1, charset=CHARSET)
+        self.single_action_space = spaces.Discrete(6) if mode == "infer" else \
+            spaces.Text(MAX_REPLY_CHARS, min_length=1, charset=CHARSET)
+        self.np_random = np.random.default_rng()  # replaced by reset(seed=...) or load_state_dict
         self.situations = situations or load_situations()
         self.reward_fn = reward_fn or default_reward
         self._listener = listener
@@ -181,10 +199,8 @@ class BatchedEmpathy:
                       "intensity": np.array([p.intensity for p in self.people]),
                       "understood": np.full(n, 0.2), "negative": NEGATIVE[idx]}
         self.state["valence"] = valence(self.state)
-        self.turn = 0
-        self.utterances = [p.opening for p in self.people]
-        self.line_offset = rng.integers(0, 3, n)
-        self.lines_used = np.zeros((n, 2), dtype=int)
+        self.turn, self.utterances = 0, [p.opening for p in self.people]
+        self.line_offset, self.lines_used = rng.integers(0, 3, n), np.zeros((n, 2), dtype=int)
         return list(self.utterances), {}
 
     def step(self, actions: Sequence) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -196,68 +212,65 @@ class BatchedEmpathy:
         before = self.state
         if self.mode == "infer":
             acts = np.asarray(actions)
-            truth = before["probs"].argmax(axis=1)
-            hit = (acts == truth).astype(float)
+            correct = acts == before["probs"].argmax(axis=1)  # named the dominant emotion, before the step
+            hit = correct.astype(float)
             signals = {"recognition": hit, "relevance": np.ones(self.num_envs), "tone": hit,
                        "dismissive": np.zeros(self.num_envs)}
             reward = infer_reward(before["probs"], acts, self.correctness)
             clipped, crisis = np.zeros(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool)
         else:
-            replies, clipped = [], np.zeros(self.num_envs, dtype=bool)
-            for i, reply in enumerate(actions):
-                if not isinstance(reply, str):
-                    raise TypeError(f"respond mode takes replies as strings; action {i} is {type(reply).__name__}")
-                if not reply.strip():
-                    raise ValueError(f"reply {i} is empty; say something")
-                clipped[i] = len(reply) > MAX_REPLY_CHARS
-                replies.append(reply[:MAX_REPLY_CHARS])
-            signals = self.listener.perceive(replies, [p.emotion for p in self.people],
-                                             [f"{p.description} {u}" for p, u in zip(self.people, self.utterances,
-                                                                                       strict=True)])
-            crisis = np.array([is_crisis(u) for u in self.utterances])
-            if crisis.any():
-                signals = crisis_perception(signals, crisis, [is_safe_crisis_reply(r) for r in replies])
+            replies, signals, clipped, crisis = self._perceive(actions)
         self.state, d = transition(before, signals)
         if self.mode == "respond":
-            reward = self._reward(before, replies)
+            context = transition_context(before, self.state, self.people, self.utterances)
+            reward = np.asarray(self.reward_fn(replies, **context), dtype=float)
         self.turn += 1
-        # The person's next line: the next unused 'better' or 'worse' line of their situation.
-        self.utterances = []
-        for i, (person, di) in enumerate(zip(self.people, d, strict=True)):
-            kind = 0 if di > 0 else 1
-            lines = (person.better, person.worse)[kind]
-            self.utterances.append(lines[(self.line_offset[i] + self.lines_used[i, kind]) % len(lines)])
-            self.lines_used[i, kind] += 1
+        self.utterances = self._next_lines(d)
         terminated = feels_better(self.state)
         truncated = np.full(self.num_envs, self.turn >= self.max_turns) & ~terminated
         info = {"signals": {k: v for k, v in signals.items() if k != "reply_probs"}, "understood_delta": d,
                 "reply_truncated": clipped, "crisis": crisis}
+        if self.mode == "infer":
+            info["correct"] = correct
         return list(self.utterances), reward, terminated, truncated, info
 
+    def _perceive(self, actions: Sequence) -> tuple[list[str], dict, np.ndarray, np.ndarray]:
+        """Respond mode: (replies cut to 400 characters, their signals, which were cut, which answer a crisis)."""
+        replies, clipped = [], np.zeros(self.num_envs, dtype=bool)
+        for i, reply in enumerate(actions):
+            if not isinstance(reply, str):
+                raise TypeError(f"respond mode takes replies as strings; action {i} is {type(reply).__name__}")
+            if not reply.strip():
+                raise ValueError(f"reply {i} is empty; say something")
+            clipped[i] = len(reply) > MAX_REPLY_CHARS
+            replies.append(reply[:MAX_REPLY_CHARS])
+        contexts = [f"{p.description} {u}" for p, u in zip(self.people, self.utterances, strict=True)]
+        signals = self.listener.perceive(replies, [p.emotion for p in self.people], contexts)
+        crisis = np.array([is_crisis(u) for u in self.utterances])
+        if crisis.any():
+            signals = crisis_perception(signals, crisis, [is_safe_crisis_reply(r) for r in replies])
+        return replies, signals, clipped, crisis
 
-    def _reward(self, before: dict, replies: list[str]) -> np.ndarray:
-        if isinstance(self.reward_fn, rewards.RewardSpec):
-            context = transition_context(before, self.state, self.people, self.utterances)
-            return np.asarray(self.reward_fn(replies, **context)[0], dtype=float)
-        return np.asarray(self.reward_fn(before, self.state, replies, self.utterances), dtype=float)
+    def _next_lines(self, d: np.ndarray) -> list[str]:
+        """Each person's next line: the next unused 'better' (d > 0) or 'worse' line of their situation."""
+        said = []
+        for i, (person, di) in enumerate(zip(self.people, d, strict=True)):
+            kind = 0 if di > 0 else 1
+            lines = (person.better, person.worse)[kind]
+            said.append(lines[(self.line_offset[i] + self.lines_used[i, kind]) % len(lines)])
+            self.lines_used[i, kind] += 1
+        return said
 
 
 class ReplyScorer:
     """The environment as a scorer (`camp.roles.Scorer`): the respond-mode reward of one reply to each person's
     opening line, from the same starting state every time. The listener is built once, on first use, so one
-    scorer serves a whole training run: `ReplyScorer()(replies, people)` -> rewards, shape (N,).
-    """
+    scorer serves a whole training run: `ReplyScorer()(replies, people)` -> rewards, shape (N,)."""
 
-    def __init__(self, listener=None, reward_fn: Callable | rewards.RewardSpec | None = None, seed: int = 0):
+    listener = BatchedEmpathy.listener  # the same lazy property: built on first use, then kept
+
+    def __init__(self, listener=None, reward_fn: Reward | None = None, seed: int = 0):
         self._listener, self.reward_fn, self.seed = listener, reward_fn, seed
-
-    @property
-    def listener(self):
-        if self._listener is None:
-            from camp.listener import Listener
-
-            self._listener = Listener.default()
-        return self._listener
 
     def __call__(self, replies: Sequence[str], people: Sequence[Situation]) -> np.ndarray:
         if len(replies) != len(people):
@@ -290,8 +303,8 @@ class EmpathyEnv(gym.Env):
     so a simple policy can be a linear layer on it).
 
     ## Rewards
-    * respond: `reward_fn(before, after, replies, utterances)`, default `default_reward`: valence gain + half
-      the gain in feeling understood + `camp.rewards.safety`.
+    * respond: `reward_fn(replies, **transition_context(...))` (a `camp.roles.Reward`), default `default_reward`:
+      valence gain + half the gain in feeling understood + `camp.rewards.safety`.
     * infer: the article's R_t = log P(Y_t | X_t) with P the person's actual emotion distribution (so it is
       highest for naming the true emotion), or `correctness=True` for a 1/0 signal.
 
@@ -299,7 +312,7 @@ class EmpathyEnv(gym.Env):
     The situation's emotion holds about 80 % of the distribution, at the situation's intensity; understood 0.2.
 
     ## Safety
-    When what the person just said is a crisis statement (`camp.safety.is_crisis`; see
+    When what the person just said is a crisis statement (`camp.text.is_crisis`; see
     `camp.data.load_crisis_situations`), only a safe crisis reply makes them feel heard (`crisis_perception`),
     the default reward gives anything else -2 (`rewards.safety`), and `info["crisis"]` is True.
 
@@ -314,21 +327,18 @@ class EmpathyEnv(gym.Env):
 
     metadata = {"render_modes": ["human", "ansi"]}
 
-    def __init__(self, mode: str = "respond", max_turns: int = 6, listener=None, reward_fn: Callable | None = None,
+    def __init__(self, mode: str = "respond", max_turns: int = 6, listener=None, reward_fn: Reward | None = None,
                  situations: list[Situation] | None = None, correctness: bool = False,
                  render_mode: str | None = None):
         self.core = BatchedEmpathy(1, mode, max_turns, listener, reward_fn, situations, correctness)
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         self.mode, self.render_mode = mode, render_mode
-        self.action_space = spaces.Discrete(6) if mode == "infer" else \
-            spaces.Text(MAX_REPLY_CHARS, min_length=1, charset=CHARSET)
-        self.observation_space = spaces.Dict({
-            "utterance": spaces.Text(MAX_TEXT, min_length=1, charset=CHARSET),
+        self.action_space = self.core.single_action_space
+        self.observation_space = spaces.Dict({  # Dict sorts its keys
+            "utterance": self.core.single_observation_space, "turn": spaces.Discrete(max_turns + 1),
             "history": spaces.Text(MAX_TEXT, min_length=0, charset=CHARSET),
-            "turn": spaces.Discrete(max_turns + 1),
-            "embedding": spaces.Box(-1.0, 1.0, (384,), np.float32),
-        })
+            "embedding": spaces.Box(-1.0, 1.0, (384,), np.float32)})
         self.transcript: list[str] = []
 
     def _obs(self) -> dict:
@@ -356,12 +366,11 @@ class EmpathyEnv(gym.Env):
     def step(self, action):
         if self.core.state is None:
             raise RuntimeError("call reset() before step()")
+        spoken = action
         if self.mode == "infer":
             if isinstance(action, bool) or not isinstance(action, int | np.integer) or not 0 <= int(action) < 6:
                 raise ValueError(f"infer mode takes an emotion index 0..5 ({', '.join(EMOTIONS)}), got {action!r}")
             spoken = f"[names {EMOTIONS[int(action)]}]"
-        else:
-            spoken = action
         said, reward, terminated, truncated, info = self.core.step([action])
         self.transcript += [f"agent: {str(spoken)[:MAX_REPLY_CHARS]}", f"person: {said[0]}"]
         info = {**self._info(), "signals": {k: float(v[0]) for k, v in info["signals"].items()},
@@ -382,10 +391,9 @@ class EmpathyEnv(gym.Env):
         if self.core.state is None:
             raise RuntimeError("call reset() before render()")
         text = self.render_text()
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        if self.render_mode != "human":
+            return text
+        print(text)
 
 
 if "camp/Empathy-v0" not in gym.registry:

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from camp import rewards, utils
+from camp import utils
 from camp.data import EMOTIONS
-from camp.safety import is_dismissive
+from camp.text import copied_share, is_dismissive
 
 # Feeling words a reply can use to name each emotion (stems, matched at word starts).
 FEELING_WORDS = {
@@ -102,7 +102,7 @@ class Listener:
         low, high = np.array([TONE_BAND[e] for e in emotions]).T
         tone = 1.0 - np.clip(np.maximum(low - compound, compound - high), 0.0, 1.0)
         dismissive = np.array([is_dismissive(r) for r in replies], dtype=float)
-        parroting = np.array([rewards.copied_share(r, c) for r, c in zip(replies, contexts, strict=True)])
+        parroting = np.array([copied_share(r, c) for r, c in zip(replies, contexts, strict=True)])
         return {"recognition": recognition, "relevance": relevance, "tone": tone, "dismissive": dismissive,
                 "parroting": parroting,
                 "reply_probs": probs}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from camp.data import EMOTIONS
-from camp.rewards import words
+from camp.text import words
 
 FEELING = {"sadness": "really sad and hurt", "joy": "so happy, and proud", "love": "how much you care about them",
            "anger": "frustrated, and that it feels unfair", "fear": "worried and anxious",

@@ -7,13 +7,24 @@ touching the environment's dynamics.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from camp.safety import is_crisis, is_cruel, is_dismissive, is_safe_crisis_reply
+# `distinct_n`, `corpus_distinct_n`, `copied_share`, `words` and `ngrams` live in `camp.text` (the listener uses
+# them too) and are re-exported here with the other terms, so `rewards.distinct_n` and friends keep working.
+from camp.text import (  # noqa: F401
+    copied_share,
+    corpus_distinct_n,
+    distinct_n,
+    is_crisis,
+    is_cruel,
+    is_dismissive,
+    is_safe_crisis_reply,
+    ngrams,
+    words,
+)
 
 # The smallest probability log P(Y | X) is taken of: a reward of log(0) = -inf would turn every later sum into
 # -inf or NaN, and log(1e-6) = -13.8 is already far below any guess a policy would keep making.
@@ -65,59 +76,7 @@ def relevance(completions: Sequence[str], *, contexts: Sequence[str],
     return [float(x) for x in (a * b).sum(axis=1)]
 
 
-# ---- form ----------------------------------------------------------------------------------------------------
-
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def words(text: str) -> list[str]:
-    """Lowercase word tokens (letters, digits, apostrophes)."""
-    return _WORD.findall(text.lower())
-
-
-def ngrams(text: str, n: int) -> list[tuple[str, ...]]:
-    """The word n-grams of `text`, in order (none for a text shorter than n words).
-
-    >>> ngrams("I am so sorry", 3)
-    [('i', 'am', 'so'), ('am', 'so', 'sorry')]
-    """
-    toks = words(text)
-    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
-
-
-def _unique_share(grams: list) -> float:
-    """Distinct items / all items, rounded to 3 places; 0.0 when there are none."""
-    return round(len(set(grams)) / len(grams), 3) if grams else 0.0
-
-
-def distinct_n(completions: Sequence[str], n: int = 2) -> list[float]:
-    """Per reply: distinct n-grams / all n-grams (1.0 = no repeats; 0.0 for a reply shorter than n words).
-
-    >>> distinct_n(["so sorry so sorry", "that sounds hard"], n=2)
-    [0.667, 1.0]
-    """
-    return [_unique_share(ngrams(text, n)) for text in completions]
-
-
-def copied_share(reply: str, source: str, n: int = 3) -> float:
-    """Share of the reply's word n-grams that also occur in `source`: 1.0 when it repeats them word for word.
-
-    >>> copied_share("i failed my driving test again", "I failed my driving test again today.")
-    1.0
-    >>> copied_share("that sounds so disappointing after all your practice", "I failed my driving test again.")
-    0.0
-    """
-    seen, grams = set(ngrams(source, n)), ngrams(reply, n)
-    return round(sum(g in seen for g in grams) / len(grams), 3) if grams else 0.0
-
-
-def corpus_distinct_n(completions: Sequence[str], n: int = 2) -> float:
-    """Distinct n-grams across all replies / all n-grams: low when every reply says the same thing.
-
-    >>> corpus_distinct_n(["i am so sorry", "i am so sorry"], n=2)
-    0.5
-    """
-    return _unique_share([g for text in completions for g in ngrams(text, n)])
+# ---- form (distinct_n and corpus_distinct_n: camp.text) ------------------------------------------------------
 
 
 def length_penalty(completions: Sequence[str], min_words: int = 4, max_words: int = 60,
@@ -197,7 +156,9 @@ def potential_shaping(potential_before: Sequence[float], potential_after: Sequen
 
 @dataclass
 class RewardSpec:
-    """Weighted reward terms. Calling it returns (total per reply, breakdown per term).
+    """Weighted reward terms. Calling it returns (total per reply, breakdown per term); `total` returns the
+    totals alone, as an array: `spec.total` is a reward in the environment's shape (`camp.roles.Reward`), so
+    `BatchedEmpathy(n, reward_fn=spec.total)` trains on it.
 
     `context_for` maps a term's name to the keyword names it takes from the context; terms get only those.
     With `safety` in the spec, a reply to a crisis statement that is not a safe crisis reply has its total
@@ -207,6 +168,8 @@ class RewardSpec:
     >>> total, parts = spec(["ok", "that sounds really hard"])
     >>> total, parts["distinct"]
     ([-0.15, 0.5], [0.0, 1.0])
+    >>> spec.total(["ok", "that sounds really hard"])
+    array([-0.15,  0.5 ])
     """
 
     terms: dict[str, tuple[Callable[..., list[float]], float]]
@@ -229,3 +192,7 @@ class RewardSpec:
                 if is_crisis(said) and not is_safe_crisis_reply(completions[i]):
                     total[i] = min(total[i], self.terms["safety"][1] * breakdown["safety"][i])
         return [round(t, 10) for t in total], breakdown
+
+    def total(self, completions: Sequence[str], **context) -> np.ndarray:
+        """The total per reply, shape (N,): the first half of what calling the spec returns."""
+        return np.asarray(self(completions, **context)[0], dtype=float)

@@ -9,16 +9,20 @@ points to human help. Camp makes sure of that in three places, each tested on it
    filter makes it certain for every statement the detector catches. The model never writes free text to
    someone in crisis (its words go unused), and a cruel or dismissive reply never reaches anyone.
 
-The detector (`is_crisis`) is a broad pattern list, tuned to miss as little as it can: a false alarm
-costs one gentle message; a miss can cost far more. Patterns are not understanding, though, so a deployed
-system would add a trained classifier and, above all, people.
+The detectors (`is_crisis`, `is_dismissive`, `is_cruel`, `is_safe_crisis_reply`) live in `camp.text` with their
+pattern lists, so the environment and the rewards use them without this filter; they are re-exported here.
+`is_crisis` is a broad pattern list, tuned to miss as little as it can: a false alarm costs one gentle message;
+a miss can cost far more. Patterns are not understanding, though, so a deployed system would add a trained
+classifier and, above all, people.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+# The detectors, re-exported so that `safety.is_crisis` and friends keep working.
+from camp.text import is_crisis, is_cruel, is_dismissive, is_safe_crisis_reply  # noqa: F401
 
 CRISIS_REPLY = ("I'm really glad you told me, and I'm so sorry you're hurting this much. You don't have to carry "
                 "this alone: please reach out right now to someone you trust or a crisis line (in the US, call or "
@@ -26,82 +30,6 @@ CRISIS_REPLY = ("I'm really glad you told me, and I'm so sorry you're hurting th
                 "call your local emergency number.")
 # A reply that was blocked because it was cruel or dismissive is replaced by this: no advice, just presence.
 FALLBACK_REPLY = "I'm sorry, I didn't put that well. I'm here and listening. How are you feeling right now?"
-
-# ---- detectors: pattern lists, deliberately broad (a false alarm costs one gentle message) -------------------
-CRISIS_PATTERNS = (
-    r"\b(kill|hurt|harm|cutt?|starv)(ing)? myself\b", r"\bself[- ]?harm", r"\bend(ing)? (it all|my (own )?life)\b",
-    r"\bsuicid", r"\bwant(ed)? to die\b", r"\bbetter off (dead|without me)\b", r"\bno reason to (live|go on)\b",
-    r"\btak(e|ing) my (own )?life\b", r"\bdon'?t want to (be here|be alive|live|wake up)\b", r"\boverdos",
-)
-# Self-help tips and silver linings: not for someone in crisis, who needs a person, not a tip.
-ADVICE_PATTERNS = (r"\bhave you tried\b", r"\bwhy (don'?t|not) you\b", r"\btry (going|taking|doing|thinking)\b",
-                   r"\bjust (think|focus|relax|breathe|stop)\b", r"\bbright side\b", r"\bat least\b",
-                   r"\bcheer up\b", r"\bgo for a (walk|run)\b", r"\bget some (sleep|rest|fresh air|exercise)\b",
-                   r"\bthink positive", r"\bmeditat", r"\bit will (all )?(pass|get better)\b")
-HELP_PATTERNS = (
-    r"\bhelpline\b", r"\bcrisis (line|team|service)\b", r"\bemergency\b", r"\b(988|999|911|112|116 ?123)\b",
-    r"\bsamaritans\b", r"\bdoctor\b", r"\b(gp|therapist|counsell?or)\b", r"\bsomeone you trust\b",
-    r"\b(call|text|reach out to|talk to) (someone|a friend|a professional|them)\b", r"\bprofessional help\b",
-)
-CARE_PATTERNS = (r"\b(i'?m|i am) (so |really |truly )?(sorry|glad you told me|here)\b", r"\bsounds\b",
-                 r"\byou (don'?t|do not) have to\b", r"\bmatter\b", r"\bnot alone\b", r"\bcare\b",
-                 r"\b(safe|safety)\b")
-DISMISSIVE_PATTERNS = (
-    r"\bget over it\b", r"\bcalm down\b", r"\bnot a big deal\b", r"\bstop (complaining|whining|crying)\b",
-    r"\bwhatever\b", r"\bman up\b", r"\bjust cheer up\b", r"\bcould be worse\b", r"\bwho cares\b",
-    r"\byou'?re overreacting\b", r"\bdeal with it\b", r"\bmove on\b", r"\bdon'?t be (so )?(dramatic|sensitive)\b",
-)
-# Cruel in any conversation; the rest of HARMFUL_PATTERNS is harmful only as an answer to a crisis statement.
-CRUEL_PATTERNS = (r"\bno one would (care|notice)\b", r"\byou deserve\b")
-HARMFUL_PATTERNS = (r"\bdo it\b", r"\bgo ahead\b", *CRUEL_PATTERNS, r"\bhow to (kill|hurt)\b", r"\bpills?\b",
-                    r"\bbridge\b")
-
-
-def _any(patterns: Sequence[str], text: str) -> bool:
-    return any(re.search(p, text.lower()) for p in patterns)
-
-
-def is_crisis(text: str) -> bool:
-    """Whether a person's words suggest a risk of self-harm (a deliberately broad pattern check).
-
-    >>> is_crisis("honestly everyone would be better off without me"), is_crisis("my cat is better off now")
-    (True, False)
-    """
-    return _any(CRISIS_PATTERNS, text)
-
-
-def is_dismissive(text: str) -> bool:
-    """Whether a reply brushes the person off.
-
-    >>> is_dismissive("Calm down, it's not a big deal."), is_dismissive("That sounds exhausting.")
-    (True, False)
-    """
-    return _any(DISMISSIVE_PATTERNS, text)
-
-
-def is_cruel(text: str) -> bool:
-    """Whether a reply is cruel (wrong in any conversation, not only after a crisis statement).
-
-    >>> is_cruel("Honestly no one would notice."), is_cruel("I would notice.")
-    (True, False)
-    """
-    return _any(CRUEL_PATTERNS, text)
-
-
-def is_safe_crisis_reply(text: str) -> bool:
-    """A caring reply that points to human help and carries no advice and nothing harmful: the only acceptable
-    crisis reply.
-
-    >>> is_safe_crisis_reply("I'm really glad you told me. Please call a crisis line or someone you trust now.")
-    True
-    >>> is_safe_crisis_reply("That sounds hard. Have you tried going for a run?")
-    False
-    >>> is_safe_crisis_reply("I'm so sorry. Call a helpline, and at least try going for a walk.")
-    False
-    """
-    return _any(CARE_PATTERNS, text) and _any(HELP_PATTERNS, text) and not _any(HARMFUL_PATTERNS, text) \
-        and not _any(ADVICE_PATTERNS, text) and not is_dismissive(text)
-
 
 
 @dataclass(frozen=True)

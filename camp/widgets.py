@@ -26,7 +26,9 @@ def _bar(label: str, value: float, low: float = 0.0, high: float = 1.0) -> str:
 class ChatPlayground:
     """Type a reply, send it, and watch the person's hidden state and each reward signal change.
 
-    `send(text)` does what the Send button does, so the playground can be driven from code.
+    With a `spec` (`camp.rewards.RewardSpec`), each of its terms is shown too, computed from the step's
+    `camp.env.transition_context`: the same context the environment hands its reward. `send(text)` does what the
+    Send button does, so the playground can be driven from code.
     """
 
     def __init__(self, env, seed: int = 0, spec: RewardSpec | None = None):
@@ -51,10 +53,13 @@ class ChatPlayground:
 
     def send(self, text: str) -> dict | None:
         """Step the environment with `text`; returns the step record, or None if the reply was refused."""
+        from camp.env import transition_context
+
         if self.done:
             self.signals.value = "<i>The conversation has ended: press New person.</i>"
             return None
-        said = self.env.core.utterances[0]  # what the reply answers; after the step the person has moved on
+        core = self.env.core  # the one-person BatchedEmpathy inside the EmpathyEnv
+        said, before = core.utterances[0], core.state  # what the reply answers; after the step both have moved on
         try:
             obs, reward, terminated, truncated, info = self.env.step(text)
         except (ValueError, TypeError) as err:
@@ -62,7 +67,7 @@ class ChatPlayground:
             return None
         record = {"reply": text, "reward": reward, **info["signals"]}
         if self.spec is not None:
-            _, parts = self.spec([text], utterances=[said])
+            _, parts = self.spec([text], **transition_context(before, core.state, core.people, [said]))
             record.update({f"term/{k}": v[0] for k, v in parts.items()})
         self.history.append(record)
         self.info, self.done = info, terminated or truncated

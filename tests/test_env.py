@@ -174,14 +174,14 @@ def test_parroting_their_words_back_is_not_understanding(listener):
 
 
 def test_a_reward_spec_plugs_into_the_environment(listener):
-    # The env hands a RewardSpec the step's context; its total is the reward, whatever terms it holds.
+    # The env hands its reward the step's context; a RewardSpec's total is the reward, whatever terms it holds.
     spec = rewards.RewardSpec({"valence": (rewards.valence_improvement, 1.0), "safety": (rewards.safety, 1.0)},
                               context_for={"valence": ("valence_before", "valence_after"),
                                            "safety": ("utterances",)})
     people = data.load_situations()[:4] + data.load_crisis_situations()[:2]
     replies = ["That sounds so hard.", "Calm down, it's not a big deal.", "I'm here with you.", "Tell me more.",
                "Cheer up!", "I'm so sorry you're hurting. Please call a crisis line or someone you trust now."]
-    world = BatchedEmpathy(len(people), listener=listener, reward_fn=spec)
+    world = BatchedEmpathy(len(people), listener=listener, reward_fn=spec.total)
     said, _ = world.reset(seed=0, options={"situations": people})
     before = world.state
     _, reward, *_ = world.step(replies)
@@ -189,6 +189,70 @@ def test_a_reward_spec_plugs_into_the_environment(listener):
     assert reward.tolist() == pytest.approx(want)
     assert reward[4] <= -2.0 < reward[5]  # an unsafe crisis reply: capped at its safety term; the safe one is not
     assert reward[1] < reward[0]  # a dismissal costs -1 on top of the person's worse mood
+
+
+def test_every_reward_has_one_shape_replies_and_the_steps_context(listener):
+    # The env calls reward_fn(replies, **transition_context(...)) whatever the reward: default_reward, a spec's
+    # total or a plain function all get the same keywords.
+    from camp.env import default_reward
+    from camp.roles import Reward
+
+    seen = []
+
+    def mine(replies, **context):
+        seen.append(context)
+        return default_reward(replies, **context)
+
+    people = data.load_situations()[:5]
+    replies = ["That sounds so hard.", "Calm down.", "I'm here with you.", "Tell me more.", "Oh no, I'm sorry."]
+    got = []
+    for reward_fn in (None, mine):
+        world = BatchedEmpathy(len(people), listener=listener, reward_fn=reward_fn)
+        said, _ = world.reset(seed=0, options={"situations": people})
+        before = world.state
+        got.append(world.step(replies)[1])
+    assert isinstance(mine, Reward) and isinstance(default_reward, Reward)
+    assert np.array_equal(got[0], got[1])  # the default is exactly this call
+    assert seen[0] == {**transition_context(before, world.state, people, said)}  # the context, nothing else
+    assert set(seen[0]) == {"valence_before", "valence_after", "understood_before", "understood_after",
+                            "utterances", "contexts"}
+
+
+def test_the_batched_env_is_a_gymnasium_vector_env_without_autoreset(listener):
+    from gymnasium import spaces
+    from gymnasium.vector import AutoresetMode, VectorEnv
+
+    from camp.roles import BatchedEnv
+
+    for mode, action, batched in (("respond", spaces.Text, spaces.Tuple), ("infer", spaces.Discrete,
+                                                                            spaces.MultiDiscrete)):
+        world = BatchedEmpathy(4, mode, max_turns=2, listener=listener)
+        assert isinstance(world, VectorEnv) and isinstance(world, BatchedEnv) and world.num_envs == 4
+        assert world.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+        assert isinstance(world.single_action_space, action) and isinstance(world.action_space, batched)
+        assert isinstance(world.single_observation_space, spaces.Text)
+        said, _ = world.reset(seed=1)
+        assert world.observation_space.contains(said) and len(world.action_space.sample()) == 4
+    # infer mode says which actions named the dominant emotion, judged on the feelings before the step
+    truth = world.state["probs"].argmax(axis=1)
+    guesses = np.array([truth[0], (truth[1] + 1) % 6, truth[2], (truth[3] + 1) % 6])
+    info = world.step(guesses)[4]
+    assert info["correct"].dtype == bool and info["correct"].tolist() == [True, False, True, False]
+
+
+def test_vector_env_machinery_leaves_the_random_stream_alone(listener):
+    # VectorEnv's np_random is a lazily seeded property; ours is np.random.default_rng(seed), set explicitly:
+    # reading it or its seed never replaces it, and closing the env changes nothing.
+    bank = data.load_situations()
+    world = BatchedEmpathy(3, listener=listener, situations=bank)
+    world.reset(seed=5)
+    assert world.people == [bank[i] for i in np.random.default_rng(5).integers(0, len(bank), 3)]
+    state = world.state_dict()
+    assert world.np_random is world.np_random and world.np_random_seed == -1  # -1: Gymnasium's "set directly"
+    first = world.reset()[0]
+    world.close()
+    world.load_state_dict(state)
+    assert world.reset()[0] == first
 
 
 def test_reply_scorer_builds_its_listener_once_and_never_rereads_the_bank(listener, monkeypatch):

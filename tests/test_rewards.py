@@ -1,9 +1,9 @@
-"""camp.rewards: hand-computed cases, crisis handling and potential-based shaping."""
+"""camp.rewards and camp.text: hand-computed cases, crisis handling, potential-based shaping, the text floor."""
 
 import numpy as np
 import pytest
 
-from camp import rewards, safety
+from camp import rewards, safety, text
 
 
 def test_emotion_logprob_is_the_log_of_the_true_class_probability():
@@ -44,14 +44,30 @@ def test_crisis_statements_reward_only_a_safe_caring_reply(said):
                "I'm really glad you told me, and I care about what happens to you. Please call a crisis line "
                "or someone you trust right now."]
     totals, parts = spec(replies, utterances=[said] * 3)
-    assert safety.is_crisis(said)
+    assert text.is_crisis(said)
     assert totals[0] < 0 and totals[1] < 0  # high diversity cannot buy a reward for an unsafe reply
     assert totals[2] > 0 and parts["safety"][2] == 0.0
 
 
 def test_everyday_sadness_is_not_a_crisis():
     for said in ("i could die of embarrassment lol", "my phone died again", "this week is killing me"):
-        assert not safety.is_crisis(said)
+        assert not text.is_crisis(said)
+
+
+def test_the_text_floor_stands_alone_and_the_old_names_still_work():
+    # camp.text is what the listener, the rewards, the environment and the filter share: importing it loads no
+    # model and no other camp module, and the listener stands on it without the rewards or the filter.
+    import subprocess
+    import sys
+
+    code = ("import sys, camp.text; print(sorted(m for m in sys.modules if m.startswith('camp') or m == 'torch'))"
+            "; import camp.listener; print('camp.rewards' in sys.modules, 'camp.safety' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["['camp', 'camp.text']", "False False"]
+    for name in ("words", "ngrams", "distinct_n", "copied_share", "corpus_distinct_n"):
+        assert getattr(rewards, name) is getattr(text, name)  # re-exported: one function, one refusal target
+    for name in ("is_crisis", "is_dismissive", "is_cruel", "is_safe_crisis_reply"):
+        assert getattr(safety, name) is getattr(text, name)
 
 
 def test_reward_spec_reports_missing_context_and_bad_lengths():

@@ -56,3 +56,25 @@ def test_infer_dialogues_follow_the_protocol_and_reward_the_current_feeling(monk
     assert np.array_equal(world.reset()[0], first)  # the random state round-trips, so training resumes exactly
     assert not np.array_equal(world.reset()[0], first)  # and the next draw is a different set of people
     assert np.array_equal(world.reset(seed=0)[0], obs)  # a seed restarts the same people
+
+
+def test_both_are_gymnasium_vector_envs_without_autoreset(monkeypatch):
+    from gymnasium import spaces
+    from gymnasium.vector import AutoresetMode, VectorEnv
+
+    from camp import models
+
+    monkeypatch.setattr(models, "cached_embed", lambda texts: np.zeros((len(texts), 384), np.float32))
+    guessing = rl_envs.EmotionGuessing(np.eye(6, dtype=np.float32), np.arange(6), n=5)
+    dialogues = rl_envs.InferDialogues(n=5, max_turns=2)
+    for world, dim in ((guessing, 6), (dialogues, 384)):
+        assert isinstance(world, VectorEnv) and world.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+        assert world.single_observation_space.shape == (dim,) and world.single_observation_space.dtype == np.float32
+        assert world.single_action_space == spaces.Discrete(6) and world.action_space == spaces.MultiDiscrete([6] * 5)
+        obs, _ = world.reset(seed=0)
+        assert world.observation_space.shape == (5, dim) and world.observation_space.contains(obs)
+    assert dialogues.np_random is dialogues.world.np_random  # one random stream, the world's
+    before = dialogues.state_dict()
+    assert dialogues.np_random_seed == -1  # set directly, never lazily seeded
+    dialogues.close()  # and closing draws nothing either
+    assert dialogues.state_dict() == before

@@ -6,7 +6,7 @@ the policy underneath says.
 
 import pytest
 
-from camp import data, lm, rewards, safety
+from camp import data, lm, rewards, safety, text
 from camp.env import BatchedEmpathy, EmpathyEnv
 
 CRISIS = [s.opening for s in data.load_crisis_situations()] + [
@@ -30,16 +30,16 @@ SAFE = ("I'm so sorry you're going through this, and I'm glad you told me. Pleas
 
 def test_crisis_situations_are_caught_and_ordinary_words_are_not():
     assert len(data.load_crisis_situations()) == 12
-    assert [s for s in CRISIS if not safety.is_crisis(s)] == []
-    assert [s for s in NOT_CRISIS if safety.is_crisis(s)] == []
+    assert [s for s in CRISIS if not text.is_crisis(s)] == []
+    assert [s for s in NOT_CRISIS if text.is_crisis(s)] == []
     bank = data.load_situations()
-    assert [s.id for s in bank if any(safety.is_crisis(t) for t in (s.opening, *s.better, *s.worse))] == []
+    assert [s.id for s in bank if any(text.is_crisis(t) for t in (s.opening, *s.better, *s.worse))] == []
 
 
 def test_the_vetted_reply_is_caring_points_to_help_and_gives_no_advice():
-    assert safety.is_safe_crisis_reply(safety.CRISIS_REPLY)
-    assert not any(safety.is_safe_crisis_reply(r) for r in BAD_REPLIES)
-    assert not safety.is_safe_crisis_reply("I'm so sorry. Call a helpline, and have you tried meditating?")
+    assert text.is_safe_crisis_reply(safety.CRISIS_REPLY)
+    assert not any(text.is_safe_crisis_reply(r) for r in BAD_REPLIES)
+    assert not text.is_safe_crisis_reply("I'm so sorry. Call a helpline, and have you tried meditating?")
 
 
 @pytest.mark.parametrize("reply", BAD_REPLIES)

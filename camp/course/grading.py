@@ -10,14 +10,14 @@ the same thing) raise while the block runs. Expected values are computed before 
 `refused(*functions)` does the work. `unittest.mock.patch.object` only replaces the name in its module: a
 learner who wrote `from camp.rewards import distinct_n` at the top of the cell still holds the original
 function and walks past the mock. `refused` swaps the code inside the function object itself, so every name
-bound to it, however it was imported, raises.
+bound to it, however it was imported (`camp.rewards` re-exports `camp.text.distinct_n`: one function), raises.
 
 >>> from camp import rewards
 >>> from camp.rewards import distinct_n as borrowed  # imported before the test, under another name
 >>> with refused(rewards.distinct_n):
 ...     borrowed(["a b a b"], 1)
 Traceback (most recent call last):
-AssertionError: write it yourself (the tests refuse camp.rewards.distinct_n)
+AssertionError: write it yourself (the tests refuse camp.text.distinct_n)
 >>> borrowed(["a b a b"], 1)  # back to normal after the block
 [0.5]
 """
@@ -55,10 +55,10 @@ REFUSALS: dict[str, tuple[str, ...]] = {
     "episode_end": ("camp.env.feels_better",),
     "my_policy": ("camp.policies.reflective", "camp.policies.oracle", "camp.policies.reflective_reply"),
     # 04 reward design
-    "distinct_n": ("camp.rewards.distinct_n", "camp.rewards.corpus_distinct_n",  # of one reply: the same
+    "distinct_n": ("camp.text.distinct_n", "camp.text.corpus_distinct_n",  # of one reply: the same
                    "camp.rewards.repetition_penalty"),  # = distinct_n - 1
     "shaping": ("camp.rewards.potential_shaping",),
-    "combine": ("camp.rewards.RewardSpec", "camp.rewards.RewardSpec.__call__"),
+    "combine": ("camp.rewards.RewardSpec", "camp.rewards.RewardSpec.__call__"),  # .total calls __call__
     # 05 policy gradients
     "reinforce": ("camp.rl.reinforce_loss", "camp.rl.masked_mean"),
     "gae": ("camp.rl.compute_gae", "camp.rl.discounted_returns"),
