@@ -3,12 +3,12 @@
 * A **reply policy** answers people: `policy(utterances, people) -> replies`, one reply string per utterance.
   `people` are the `camp.data.Situation`s behind the utterances; most policies ignore them (a fair policy
   must), the oracle and scripted yardsticks read them. Examples: `camp.policies.reflective(...)`,
-  `camp.safety.language_model_policy(...)`, `camp.safety.SafeResponder(policy)`. A function of utterances
+  `camp.lm.language_model_policy(...)`, `camp.safety.SafeResponder(policy)`. A function of utterances
   alone becomes one with `from_texts`.
 * A **scorer** judges replies: `scorer(replies, people) -> scores`, a float array of shape (N,). Examples:
   `camp.env.ReplyScorer()` (the environment's reward), `camp.judge.score` (the independent judge),
   `camp.reward_model.RewardModel` (a reward model learned from preferences, lesson 07).
-  `camp.rlhf.train_rlhf` trains against any scorer; `camp.rlhf.evaluate_replies` measures with one.
+  `camp.rlhf.train_rlhf` trains against any scorer; `camp.evaluate.evaluate_replies` measures with one.
 * A **reward** scores one step of the environment in respond mode: `reward(replies, **context) -> rewards`, a
   float array of shape (N,). The context is `camp.env.transition_context`'s, by keyword: `valence_before`,
   `valence_after`, `understood_before`, `understood_after` (arrays over the N people), `utterances` (what each

@@ -96,20 +96,3 @@ class SafeResponder:
 
     def __call__(self, utterances: Sequence[str], people: Sequence | None = None) -> list[str]:
         return [d.reply for d in self.respond(utterances, people)]
-
-
-def language_model_policy(policy, tokenizer, max_new_tokens: int = 40, temperature: float = 0.7,
-                          batch_size: int = 16) -> Callable[..., list[str]]:
-    """A `PolicyWithValue` (lesson 06) as a reply policy (`camp.roles.ReplyPolicy`); it reads only the
-    utterances."""
-    from camp.lm import chat_prompts
-    from camp.roles import from_texts
-
-    def reply(utterances: list[str]) -> list[str]:
-        out = []
-        for start in range(0, len(utterances), batch_size):
-            prompts = chat_prompts(tokenizer, utterances[start:start + batch_size])
-            out += policy.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature)["texts"]
-        return out
-
-    return from_texts(reply)

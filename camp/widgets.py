@@ -188,21 +188,21 @@ class PreferenceRater:
 
 
 class SideBySide:
-    """Type what a person says, pick how they feel, and read each policy's reply side by side, with its reward-model
-    score and the judge's attunement (lesson 07).
+    """Type what a person says, pick how they feel, and read each policy's reply side by side, with a scorer's
+    score (lesson 07: the reward model) and the judge's attunement.
 
     `policy` is one `camp.lm.PolicyWithValue`; `adapters` maps a name to an adapter state (`policy.adapter_state()`
     after training) or None for the reference (adapters off). Swapping
     adapters in one model costs no second copy of the weights. `send(text, emotion)` does what the button does
-    and returns one row per policy: `policy`, `reply`, `reward_model`, `judge`. `max_new_tokens` caps a reply's
+    and returns one row per policy: `policy`, `reply`, `score` (the `scorer`'s, a `camp.roles.Scorer`), `judge`. `max_new_tokens` caps a reply's
     length (a reply ends after two sentences anyway).
     """
 
-    def __init__(self, policy, adapters: dict, reward_model=None, seed: int = 0, temperature: float = 0.7,
+    def __init__(self, policy, adapters: dict, scorer=None, seed: int = 0, temperature: float = 0.7,
                  max_new_tokens: int = 40):
         if not adapters:
             raise ValueError("nothing to compare: give adapters, e.g. {'reference': None, 'DPO': p.adapter_state()}")
-        self.policy, self.adapters, self.rm = policy, dict(adapters), reward_model
+        self.policy, self.adapters, self.scorer = policy, dict(adapters), scorer
         self.seed, self.temperature, self.max_new_tokens = seed, temperature, max_new_tokens
         self.said = w.Text(placeholder="What the person says", layout=w.Layout(width="60%"))
         self.feeling = w.Dropdown(options=list(EMOTIONS), value="sadness", description="feeling")
@@ -217,7 +217,6 @@ class SideBySide:
         from camp import judge
         from camp.data import PreferencePair
         from camp.env import clean
-        from camp.lm import chat_prompts
         from camp.utils import set_seed
 
         if not (text or "").strip() or emotion not in EMOTIONS:
@@ -233,24 +232,24 @@ class SideBySide:
                 set_seed(self.seed)  # every policy draws the same random numbers: differences are the policy's
                 if state is None:
                     with self.policy.reference():
-                        reply = self._reply(chat_prompts, text)
+                        reply = self._reply(text)
                 else:
                     self.policy.load_adapter_state(state)
-                    reply = self._reply(chat_prompts, text)
+                    reply = self._reply(text)
                 rows.append({"policy": name, "reply": reply,
-                             "reward_model": float(self.rm([reply], [person])[0]) if self.rm else float("nan"),
+                             "score": float(self.scorer([reply], [person])[0]) if self.scorer else float("nan"),
                              "judge": float(judge.score([reply or "..."], [person])[0])})
         finally:
             self.policy.load_adapter_state(saved)  # leave the policy as it came
         self.rows = rows
         cells = "".join(f"<tr><td><b>{html.escape(r['policy'])}</b></td><td>{html.escape(r['reply'])}</td>"
-                        f"<td>{r['reward_model']:+.2f}</td><td>{r['judge']:.2f}</td></tr>" for r in rows)
-        self.table.value = ("<table><tr><th>policy</th><th>reply</th><th>reward model</th><th>judge</th></tr>"
+                        f"<td>{r['score']:+.2f}</td><td>{r['judge']:.2f}</td></tr>" for r in rows)
+        self.table.value = ("<table><tr><th>policy</th><th>reply</th><th>score</th><th>judge</th></tr>"
                             f"{cells}</table>")
         return rows
 
-    def _reply(self, chat_prompts, text: str) -> str:
-        batch = self.policy.generate(chat_prompts(self.policy.tokenizer, [text]), temperature=self.temperature,
-                                     max_new_tokens=self.max_new_tokens)
-        return batch["texts"][0]
+    def _reply(self, text: str) -> str:
+        from camp.lm import sample_replies
+
+        return sample_replies(self.policy, [text], self.max_new_tokens, self.temperature)["texts"][0]
 

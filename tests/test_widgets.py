@@ -122,7 +122,7 @@ def test_side_by_side_replies_with_each_policy_and_leaves_the_policy_as_it_was(f
     untrained = policy.adapter_state()
     nudged = {k: (v + 0.05 * torch.randn_like(v) if "lora_B" in k else v) for k, v in untrained.items()}
     view = SideBySide(policy, {"reference": None, "nudged": nudged},
-                      reward_model=lambda replies, people: np.array([float(len(r)) for r in replies]), seed=3)
+                      scorer=lambda replies, people: np.array([float(len(r)) for r in replies]), seed=3)
     rows = view.send("My sister moved abroad today and the house feels empty.", "sadness")
     assert [r["policy"] for r in rows] == ["reference", "nudged"]
     utils.set_seed(3)
@@ -131,7 +131,7 @@ def test_side_by_side_replies_with_each_policy_and_leaves_the_policy_as_it_was(f
                                                                  "feels empty."]), temperature=0.7)["texts"][0]
     assert rows[0]["reply"] == alone  # the same seed for each policy: the reference's reply is reproducible
     assert rows[1]["reply"] != rows[0]["reply"]  # the nudged adapters were really swapped in
-    assert rows[0]["reward_model"] == len(rows[0]["reply"])
+    assert rows[0]["score"] == len(rows[0]["reply"])
     assert rows[1]["judge"] == pytest.approx(judge.attunement([rows[1]["reply"] or "..."], ["sadness"])[0])
     assert all(torch.equal(v, untrained[k]) for k, v in policy.adapter_state().items())  # put back as it came
     assert "nudged" in view.table.value and html.escape(rows[1]["reply"]) in view.table.value
