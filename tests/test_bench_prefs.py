@@ -6,6 +6,7 @@ import json
 import pytest
 
 from camp.course import bench
+from camp.course.bench import preference
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_a_second_run_reuses_what_finished(tiny, monkeypatch):
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished (method, seed) was run again")
 
-    monkeypatch.setattr(bench, "_pref_run", must_not_train)
+    monkeypatch.setattr(preference, "pref_run", must_not_train)  # where `prefs` looks it up
     again = bench.prefs(str(folder / "work"), str(folder / "rm"), budget=4, seeds=(0,), eval_samples=1,
                         methods=("reference", "best_of_4", "dpo_offline"), people=2)
     assert again["methods"] == report["methods"]
@@ -71,16 +72,16 @@ def test_a_method_run_by_another_process_is_left_to_it(tmp_path, monkeypatch):
 
     from camp.reward_model import RewardModel
 
-    assert bench._claim(tmp_path / "a.lock") and (tmp_path / "a.lock").read_text() == str(os.getpid())
-    assert not bench._claim(tmp_path / "a.lock")  # held by a live process (this one)
+    assert bench.claim(tmp_path / "a.lock") and (tmp_path / "a.lock").read_text() == str(os.getpid())
+    assert not bench.claim(tmp_path / "a.lock")  # held by a live process (this one)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "b.lock").write_text(dead.stdout.strip())
-    assert bench._claim(tmp_path / "b.lock")  # its holder is gone: a killed bench's run is taken over
+    assert bench.claim(tmp_path / "b.lock")  # its holder is gone: a killed bench's run is taken over
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a (method, seed) claimed by another process was run here")
 
-    monkeypatch.setattr(bench, "_pref_run", must_not_train)
+    monkeypatch.setattr(preference, "pref_run", must_not_train)  # where `prefs` looks it up
     RewardModel.from_encoder("auto", seed=0).save(tmp_path / "rm")
     for method in ("reference", "ppo_rm"):
         (tmp_path / f"{method}-s0.lock").write_text(str(os.getpid()))
@@ -90,11 +91,11 @@ def test_a_method_run_by_another_process_is_left_to_it(tmp_path, monkeypatch):
 
 def test_each_trained_method_gets_the_same_budget():
     for method in bench.TRAINED_PREF_METHODS:
-        cfg = bench._pref_config(method, seed=0, budget=480)
+        cfg = bench.pref_config(method, seed=0, budget=480)
         assert cfg.steps * cfg.replies_per_step() == 480 if method.startswith("dpo") else \
             cfg.steps * cfg.batch_size == 480, method
     with pytest.raises(ValueError, match="does not train"):
-        bench._pref_config("best_of_4", seed=0, budget=480)
+        bench.pref_config("best_of_4", seed=0, budget=480)
 
 
 @pytest.mark.slow
@@ -117,7 +118,7 @@ def test_the_curve_starts_at_the_reference_scored_like_its_checkpoints():
     # Checkpoints are measured on one reply per person; step 0 takes the reference's first reply to each person.
     reference = {"samples_per_person": 2, "reward_model_scores": [1.0, 9.0, 3.0, 9.0], "judge_scores": [0.1, 0.9, 0.3, 0.9],
                  "scores": [0.0, 5.0, 1.0, 5.0]}
-    start = bench._first_reply_point(reference)
+    start = bench.first_reply_point(reference)
     assert start == {"step": 0, "kl": 0.0, "reward_model": 2.0, "judge": 0.2, "reward": 0.5}
     table = bench.prefs_curve_table({"overoptimisation": {"rloo_rm-s1": [start, {
         "step": 4, "kl": 2.25, "reward_model": 1.5, "judge": 0.125}]}})
@@ -153,14 +154,14 @@ def test_a_run_stopped_by_the_drift_guard_is_measured_at_its_last_checkpoint(tmp
         return "policy", [{"step": s} for s in range(1, cfg.steps + 1)]
 
     cfg = dpo.DPOConfig(steps=20)
-    policy, history, stopped = bench._guarded(train, cfg, False, tmp_path)
+    policy, history, stopped = bench.guarded(train, cfg, False, tmp_path)
     assert calls == [(20, False), (16, True)] and len(history) == 16
     assert stopped["stopped"]["at_step"] == 17 and stopped["stopped"]["measured_at_step"] == 16
     with pytest.raises(RuntimeError, match="something else"):  # any other error still stops the bench
-        bench._guarded(lambda c, r: (_ for _ in ()).throw(RuntimeError("something else")), cfg, False, tmp_path)
+        bench.guarded(lambda c, r: (_ for _ in ()).throw(RuntimeError("something else")), cfg, False, tmp_path)
     with pytest.raises(RuntimeError, match="drifted"):  # and without a checkpoint there is nothing to measure
-        bench._guarded(lambda c, r: (_ for _ in ()).throw(RuntimeError("it has drifted too far")), cfg, False,
-                       tmp_path / "none")
+        bench.guarded(lambda c, r: (_ for _ in ()).throw(RuntimeError("it has drifted too far")), cfg, False,
+                      tmp_path / "none")
     row = {"reward_model": 1.0, "reward": 0.0, "judge": 0.1, "kl": 1.0, "distinct_2": 0.5, "perplexity": 5.0,
            "judge_change": {"mean": 0.0, "ci95": [0.0, 0.0]}, "judge_win_rate": 0.5,
            "train": {"wall_s": 60.0, "steps_wall_s": 60.0, "cpu_s": 1.0, "replies": 384, **stopped}}

@@ -43,3 +43,28 @@ def test_train_classifier_path_arguments_fail_before_any_model_loads(tmp_path, c
     assert cli.main(["train-classifier", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_bench_runs_each_choice_from_its_table(monkeypatch, capsys):
+    # `bench WHAT` runs camp.course.bench.COMMANDS[WHAT]; the parser lists the same choices (without torch).
+    import contextlib
+    import io
+    import json
+    import re
+
+    from camp.course import bench
+
+    usage = io.StringIO()
+    with contextlib.redirect_stdout(usage), pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    assert set(re.search(r"\{([\w,-]+)\}", usage.getvalue()).group(1).split(",")) == set(bench.COMMANDS)
+    monkeypatch.setitem(bench.COMMANDS, "env", lambda args: {"benchmark": "env", "steps": args.steps})
+    assert cli.main(["bench", "env", "--steps", "3"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"benchmark": "env", "steps": 3}
+
+    def pending(args):
+        raise bench.BenchPending("reference-s0 is being run by another bench process")
+
+    monkeypatch.setitem(bench.COMMANDS, "prefs", pending)
+    assert cli.main(["bench", "prefs", "--reward-model", "rm"]) == 3  # what is saved stays; run it again later
+    assert capsys.readouterr().out == "reference-s0 is being run by another bench process\n"
