@@ -203,7 +203,7 @@ def token_ppo(device: torch.device, precision: str, folder: Path, algorithm: str
         cfg = rlhf.RLHFConfig(algorithm=algorithm, steps=3, batch_size=4, replies_per_person=2, n_minibatches=1,
                               ppo_epochs=1, max_new_tokens=6, mixed_precision=precision,
                               checkpoint_dir=str(folder / sub), checkpoint_every=1, progress=False)
-        return rlhf.train_rlhf(policy(), tok, people, cfg, score_fn=_longer, **kw)
+        return rlhf.train_rlhf(policy(), people, cfg, scorer=_longer, **kw)
 
     straight, history = run()
     _interrupted(lambda callback: run("cut", callback=callback), 3)
@@ -222,7 +222,7 @@ def dpo_loop(device: torch.device, precision: str, folder: Path, source: str = "
         cfg = dpo.DPOConfig(source=source, steps=3, batch_size=4, replies_per_person=2, max_new_tokens=6,
                             max_reply_tokens=12, mixed_precision=precision, checkpoint_dir=str(folder / sub),
                             checkpoint_every=1, progress=False)
-        return dpo.train_dpo(policy(), tok, cfg, pairs=pairs, situations=people, score_fn=_longer, **kw)
+        return dpo.train_dpo(policy(), pairs if source == "offline" else people, cfg, scorer=_longer, **kw)
 
     straight, history = run()
     _interrupted(lambda callback: run("cut", callback=callback), 3)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +237,21 @@ class Run:
         if callback:
             callback(entry["step"], entry)
         return entry
+
+
+def epoch_run(model: torch.nn.Module, optimizer, scheduler, accelerator, cfg: Any, total: int,
+              resume: bool) -> tuple[Run, Position]:
+    """The run of a loop that walks its data epoch by epoch and keeps its best weights (the classifier's and the
+    reward model's): checkpoints every `cfg.checkpoint_every` steps and `cfg.checkpoint_minutes` minutes, early
+    stopping after `cfg.patience` evaluations without a better score, and the position in the data as a part;
+    restored when `resume`."""
+    position = Position()
+    run = Run(model, optimizer, scheduler=scheduler, accelerator=accelerator, config=asdict(cfg),
+              folder=cfg.checkpoint_dir, resume=resume, total=total, every=cfg.checkpoint_every,
+              minutes=cfg.checkpoint_minutes, parts={"position": position}, patience=cfg.patience)
+    if resume:
+        run.restore()
+    return run, position
 
 
 def steps_for(epochs: float, max_steps: int | None, steps_per_epoch: int) -> int:

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 
 from camp import checkpoint as ckpt
 from camp.data import PreferencePair, says
-from camp.loop import Position, Run, accelerator_for, adamw_with_warmup, steps_for
+from camp.loop import Position, Run, accelerator_for, adamw_with_warmup, epoch_run, steps_for
 from camp.preferences import agreement, bradley_terry_loss
 from camp.utils import (
     CampError,
@@ -159,8 +159,9 @@ class RewardModel:
         return folder
 
     @torch.no_grad()
-    def score(self, said: Sequence[str], replies: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Scores of (said, reply) pairs in eval mode, shape (N,), as a NumPy array."""
+    def score_texts(self, said: Sequence[str], replies: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Scores of (said, reply) texts in eval mode, shape (N,), as a NumPy array. The scorer call,
+        `rm(replies, people)`, reads what each person said and calls this."""
         if len(said) != len(replies):
             raise ValueError(f"{len(said)} lines said but {len(replies)} replies; give one reply per line")
         was_training = self.model.training
@@ -175,12 +176,12 @@ class RewardModel:
         """The scorer shape: one score per reply to each person (anything `camp.data.says` can read)."""
         if len(replies) != len(people):
             raise ValueError(f"{len(replies)} replies for {len(people)} people; give one reply per person")
-        return self.score([says(p) for p in people], list(replies))
+        return self.score_texts([says(p) for p in people], list(replies))
 
     def pair_agreement(self, pairs: Sequence[PreferencePair]) -> tuple[np.ndarray, np.ndarray]:
         """Scores of every pair's chosen and rejected reply."""
         said = [p.says for p in pairs]
-        return self.score(said, [p.chosen for p in pairs]), self.score(said, [p.rejected for p in pairs])
+        return self.score_texts(said, [p.chosen for p in pairs]), self.score_texts(said, [p.rejected for p in pairs])
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -252,19 +253,13 @@ def train_reward_model(rm: RewardModel, train: Sequence[PreferencePair], validat
                           f"{len(train)} and {len(validation)}")
     accelerator = accelerator_for(cfg, cfg.grad_accum)
     # 1. optimizer and schedule (the loop core's), prepared for the device(s)
-    steps_per_epoch = max(1, len(train) // cfg.batch_size) // cfg.grad_accum or 1
-    total = steps_for(cfg.epochs, cfg.max_steps, steps_per_epoch)
+    total = steps_for(cfg.epochs, cfg.max_steps, steps_per_epoch := max(1, len(train) // cfg.batch_size) // cfg.grad_accum or 1)
     optimizer, scheduler = adamw_with_warmup(rm.model, cfg.lr, cfg.weight_decay, cfg.warmup_ratio, total,
                                              accelerator.num_processes)
     model, optimizer, scheduler = accelerator.prepare(rm.model, optimizer, scheduler)
     sample = [train[i] for i in np.random.default_rng(cfg.seed).permutation(len(train))[:cfg.eval_train_pairs]]
     # 2. the run: checkpoints, best weights, early stopping; resume restores all of it and the position
-    position = Position()
-    run = Run(model, optimizer, scheduler=scheduler, accelerator=accelerator, config=asdict(cfg),
-              folder=cfg.checkpoint_dir, resume=resume, total=total, every=cfg.checkpoint_every,
-              minutes=cfg.checkpoint_minutes, parts={"position": position}, patience=cfg.patience)
-    if resume:
-        run.restore()
+    run, position = epoch_run(model, optimizer, scheduler, accelerator, cfg, total, resume)
     bar = run.progress_bar("reward model", cfg.progress)
     running, seen, clock = [], 0, time.perf_counter()
     model.train()

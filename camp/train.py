@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
 from camp import checkpoint as ckpt
-from camp.loop import Position, Run, accelerator_for, adamw_with_warmup, steps_for
+from camp.loop import Position, Run, accelerator_for, adamw_with_warmup, epoch_run, steps_for
 from camp.metrics import evaluate, predict, validate_texts  # noqa: F401  (re-exported: camp.train.predict)
 from camp.utils import check_config
 
@@ -204,12 +204,7 @@ def train_classifier(model: torch.nn.Module, tokenizer, data: DatasetDict, cfg: 
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(accelerator.device))
     # 2. the run: checkpoints, best weights, early stopping; resume restores all of it and the position
-    position = Position()
-    run = Run(model, optimizer, scheduler=scheduler, accelerator=accelerator, config=asdict(cfg),
-              folder=cfg.checkpoint_dir, resume=resume, total=total, every=cfg.checkpoint_every,
-              minutes=cfg.checkpoint_minutes, parts={"position": position}, patience=cfg.patience)
-    if resume:
-        run.restore()
+    run, position = epoch_run(model, optimizer, scheduler, accelerator, cfg, total, resume)
     bar = run.progress_bar("fine-tuning", cfg.progress)
     running, seen, clock = [], 0, time.perf_counter()
     model.train()

@@ -58,7 +58,7 @@ def test_resume_continues_exactly(pairs, tmp_path):
     resumed, h_resumed = train_reward_model(RewardModel.from_encoder(seed=5), pairs["train"], val, cfg, resume=True)
     assert [h["eval/loss"] for h in h_resumed] == pytest.approx([h["eval/loss"] for h in h_whole], abs=1e-6)
     probe = ["I'm here.", "Whatever.", "Congratulations!"]
-    assert np.allclose(whole.score(["My dog died."] * 3, probe), resumed.score(["My dog died."] * 3, probe),
+    assert np.allclose(whole.score_texts(["My dog died."] * 3, probe), resumed.score_texts(["My dog died."] * 3, probe),
                        atol=1e-5)
 
 

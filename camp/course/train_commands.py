@@ -74,13 +74,13 @@ def _train_rlhf(args: argparse.Namespace) -> int:
 
     from accelerate import PartialState
 
-    from camp import data, lm, rlhf, utils
+    from camp import data, evaluate, lm, loop, rlhf, utils
 
     # Before minutes of model loading. cpu=True as train_rlhf's Accelerator has it on a CPU machine: Accelerate's
     # state is set once per process, and without it `accelerate launch` processes would each count themselves one.
-    rlhf.require_one_process(PartialState(cpu=utils.get_device("auto").type == "cpu").num_processes)
+    loop.require_one_process(PartialState(cpu=utils.get_device("auto").type == "cpu").num_processes)
     _check_paths(args)
-    score_fn = _reward_scorer(args.reward)  # a wrong folder fails before the policy loads
+    scorer = _reward_scorer(args.reward)  # a wrong folder fails before the policy loads
     utils.set_seed(args.seed)
     policy = lm.PolicyWithValue.from_pretrained(args.model)
     train_people, heldout = rlhf.split_situations(data.load_situations())
@@ -91,16 +91,15 @@ def _train_rlhf(args: argparse.Namespace) -> int:
     cfg = preset(checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress,
                  algorithm=args.algorithm, **overrides)
     if args.eval and PartialState().is_main_process:
-        before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
+        before = evaluate.evaluate_replies(policy, heldout, max_new_tokens=cfg.max_new_tokens,
                                        reference=True, samples_per_person=args.eval_samples)
-    policy, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg, score_fn=score_fn,
-                                      resume=args.resume)
+    policy, history = rlhf.train_rlhf(policy, train_people, cfg, scorer=scorer, resume=args.resume)
     if PartialState().is_main_process:
         utils.atomic_write_bytes(Path(args.out) / "history.json", json.dumps(history, indent=2).encode())
         if args.eval:
-            after = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, max_new_tokens=cfg.max_new_tokens,
+            after = evaluate.evaluate_replies(policy, heldout, max_new_tokens=cfg.max_new_tokens,
                                           samples_per_person=args.eval_samples)
-            result = {"before": before, "after": after, "change": rlhf.compare(before, after)}
+            result = {"before": before, "after": after, "change": evaluate.compare(before, after)}
             utils.atomic_write_bytes(Path(args.out) / "eval.json", json.dumps(result, indent=2).encode())
             print(json.dumps({**{k: {m: round(v, 3) for m, v in result[k].items() if isinstance(v, float)}
                                  for k in ("before", "after")}, "change": result["change"]}))
@@ -112,13 +111,13 @@ def _train_rlhf(args: argparse.Namespace) -> int:
 def _train_dpo(args: argparse.Namespace) -> int:
     import json
 
-    from camp import data, dpo, lm, rlhf, utils
+    from camp import data, dpo, evaluate, lm, rlhf, utils
 
     _check_paths(args)
     if args.source == "on_policy" and not args.reward_model:
         raise CampError("--source on_policy needs --reward-model DIR (a folder saved by train-reward) to rank the "
                         "samples")
-    score_fn = _reward_scorer(args.reward_model) if args.source == "on_policy" else None
+    scorer = _reward_scorer(args.reward_model) if args.source == "on_policy" else None
     utils.set_seed(args.seed)
     policy = lm.PolicyWithValue.from_pretrained(args.model)
     train_people, heldout = rlhf.split_situations(data.load_situations())
@@ -127,14 +126,14 @@ def _train_dpo(args: argparse.Namespace) -> int:
                  **_overrides(args, DPO_NUMBERS))
     pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
     if args.eval:
-        before = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=True,
+        before = evaluate.evaluate_replies(policy, heldout, reference=True,
                                        samples_per_person=args.eval_samples)
-    policy, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
-                                    score_fn=score_fn, resume=args.resume)
+    policy, history = dpo.train_dpo(policy, pairs if args.source == "offline" else train_people, cfg,
+                                    scorer=scorer, resume=args.resume)
     utils.atomic_write_bytes(Path(args.out) / "history.json", json.dumps(history, indent=2).encode())
     if args.eval:
-        after = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, samples_per_person=args.eval_samples)
-        result = {"before": before, "after": after, "change": rlhf.compare(before, after)}
+        after = evaluate.evaluate_replies(policy, heldout, samples_per_person=args.eval_samples)
+        result = {"before": before, "after": after, "change": evaluate.compare(before, after)}
         utils.atomic_write_bytes(Path(args.out) / "eval.json", json.dumps(result, indent=2).encode())
         print(json.dumps({"change": result["change"]}))
     policy.save_adapters(Path(args.out) / "adapters")
@@ -242,9 +241,7 @@ def add_parsers(sub) -> None:
                    "critic-free rloo / grpo (lesson 07)")
     p.add_argument("--reward", default="env", help="what scores the replies: env (the empathy environment) or "
                    "model:DIR (a reward model saved by train-reward, e.g. model:runs/rm/model)")
-    p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after "
-                   "(eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
-    p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
+    _add_eval_flags(p, " (eval.json: reward, judge, distinct-2, perplexity, and the change with 95%% intervals)")
     p = _training_parser(sub, "train-dpo", "DPO on SmolLM2 + LoRA: the human pairs (offline) or best against worst "
                          "of the policy's own samples under a reward model (on_policy)",
                          "folder for checkpoint.safetensors, history.json and adapters/",
@@ -252,11 +249,16 @@ def add_parsers(sub) -> None:
                          _train_dpo)
     p.add_argument("--source", default="offline", choices=("offline", "on_policy"))
     p.add_argument("--reward-model", help="on_policy: a folder saved by train-reward (DIR/model) to rank samples")
-    p.add_argument("--eval", action="store_true", help="measure the 72 held-out people before and after (eval.json)")
-    p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")
+    _add_eval_flags(p, " (eval.json)")
     p = _training_parser(sub, "train-reward", "train the reward model on the preference corpus (Bradley-Terry), "
                          "then report how often it and four other scorers prefer the chosen reply",
                          "folder for checkpoint.safetensors, model/ (a transformers folder) and report.json",
                          "encoder: auto (MiniLM), a hub name or a folder", "RewardConfig", REWARD_NUMBERS,
                          _train_reward)
     p.add_argument("--report", help="also write report.json here (benchmarks/reward_model.json)")
+
+
+def _add_eval_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """--eval and --eval-samples of the language-model training commands."""
+    p.add_argument("--eval", action="store_true", help=f"measure the 72 held-out people before and after{what}")
+    p.add_argument("--eval-samples", type=int, default=4, help="replies per held-out person in --eval (default 4)")

@@ -61,11 +61,11 @@ def prefs_timing(reward_model: str, steps: int = 3, budget: int = 480, seed: int
         cfg = pref_config(method, seed, budget, steps=steps)
         full_steps = pref_config(method, seed, budget).steps
         if method.startswith("dpo"):
-            _, history = dpo.train_dpo(policy, policy.tokenizer, cfg, pairs=pairs, situations=train_people,
-                                       score_fn=rm)
+            _, history = dpo.train_dpo(policy, train_people if cfg.source == "on_policy" else pairs, cfg,
+                                       scorer=rm)
         else:
-            _, history = rlhf.train_rlhf(policy, policy.tokenizer, train_people, cfg,
-                                         score_fn=env.ReplyScorer() if method == "ppo_env" else rm)
+            _, history = rlhf.train_rlhf(policy, train_people, cfg,
+                                         scorer=env.ReplyScorer() if method == "ppo_env" else rm)
         timed = [r["time/step_s"] for r in history[1:]]
         rows[method] = {"step_s": round(float(np.mean(timed)), 2), "steps_timed": len(timed),
                         "budget_steps": full_steps, "budget_minutes": round(float(np.mean(timed)) * full_steps / 60, 1)}
@@ -87,7 +87,7 @@ def pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_e
     time is then the sum of the steps' own times, the same whether or not the run was interrupted."""
     import shutil
 
-    from camp import data, lm, rlhf, utils
+    from camp import data, evaluate, lm, rlhf, utils
 
     utils.set_seed(seed)
     policy = lm.PolicyWithValue.from_pretrained("auto")
@@ -115,10 +115,10 @@ def pref_run(method: str, seed: int, budget: int, rm, eval_samples: int, curve_e
                      resumed=resume)
     wall, cpu = time.perf_counter(), time.process_time()
     if method == "best_of_4":
-        result = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=True, best_of=4, best_by=rm,
-                                       **measure)
+        result = evaluate.evaluate_replies(policy, heldout, reference=True, best_of=4, best_of_scorer=rm,
+                                           **measure)
     else:
-        result = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, reference=method == "reference", **measure)
+        result = evaluate.evaluate_replies(policy, heldout, reference=method == "reference", **measure)
     result["eval_wall_s"], result["eval_cpu_s"] = round(time.perf_counter() - wall, 1), round(time.process_time() - cpu, 1)
     curve = _curve(policy, heldout, kept, seed, rm)
     if folder and folder.is_dir():
@@ -145,8 +145,8 @@ def _train_rl(method: str, policy, cfg, rm, train_people: list, curve_every: int
                 os.replace(folder / f"curve-{step}.safetensors.tmp", folder / f"curve-{step}.safetensors")
 
     policy, history, stopped = guarded(lambda c, r: rlhf.train_rlhf(
-        policy, policy.tokenizer, train_people, c, resume=r,
-        score_fn=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep), cfg, resume, folder)
+        policy, train_people, c, resume=r,
+        scorer=env.ReplyScorer() if method == "ppo_env" else rm, callback=keep), cfg, resume, folder)
     if folder:
         kept = {int(f.stem.split("-")[1].split(".")[0]): load_file(f) for f in folder.glob("curve-*.safetensors")}
     return policy, history, stopped, kept
@@ -159,18 +159,18 @@ def _train_dpo(policy, cfg, rm, train_people: list, heldout: list, resume: bool,
 
     pairs = dpo.training_pairs(data.load_preferences("train"), heldout)
     return guarded(lambda c, r: dpo.train_dpo(
-        policy, policy.tokenizer, c, pairs=pairs, situations=train_people, score_fn=rm, resume=r),
+        policy, train_people if c.source == "on_policy" else pairs, c, scorer=rm, resume=r),
         cfg, resume, folder)
 
 
 def _curve(policy, heldout: list, kept: dict, seed: int, rm) -> list[dict]:
     """The over-optimisation curve: the policy with each kept step's adapters, one sample per person (enough)."""
-    from camp import rlhf
+    from camp import evaluate
 
     curve = []
     for step, weights in sorted(kept.items()):
         policy.load_adapter_state(weights)
-        point = rlhf.evaluate_replies(policy, policy.tokenizer, heldout, seed=seed, samples_per_person=1,
+        point = evaluate.evaluate_replies(policy, heldout, seed=seed, samples_per_person=1,
                                       scorers={"reward_model": rm})
         curve.append({"step": step, **{k: point[k] for k in ("reward_model", "judge", "reward", "kl", "distinct_2")},
                       "judge_scores": point["judge_scores"], "reward_model_scores": point["reward_model_scores"]})
@@ -322,15 +322,15 @@ def _finished_runs(folder: Path, rm, budget: int, seeds: tuple[int, ...], eval_s
 
 def _method_rows(runs: dict[str, dict[int, dict]]) -> dict:
     """The report's row of each (method, seed): its scores, and its changes against the same seed's reference."""
-    from camp import rlhf
+    from camp import evaluate
 
     table = {}
     for method, by_seed in runs.items():
         row = {}
         for seed, run in by_seed.items():
             ref = runs["reference"][seed]
-            change = rlhf.compare(ref, run, seed=seed)
-            rm_change = rlhf.compare({**ref, "scores": ref["reward_model_scores"]},
+            change = evaluate.compare(ref, run, seed=seed)
+            rm_change = evaluate.compare({**ref, "scores": ref["reward_model_scores"]},
                                      {**run, "scores": run["reward_model_scores"]}, seed=seed)["reward"]
             row[f"seed{seed}"] = {
                 **{k: round(run[k], 4) for k in ("reward_model", "reward", "judge", "kl", "distinct_2",
