@@ -26,9 +26,15 @@ STOP = set("i me my myself we our you your he she it they them the a an and or b
 
 
 def keywords(text: str, k: int = 3) -> list[str]:
-    """The longest content words of `text`, in order of appearance (a crude topic echo)."""
+    """The longest content words of `text`, in order of appearance (a crude topic echo); of words equally long,
+    the first to appear.
+
+    >>> keywords("my brother moved abroad and my sister moved house", k=2)  # 'abroad' and 'sister' tie at 6 letters
+    ['brother', 'abroad']
+    """
     toks = [w for w in words(text) if w not in STOP and len(w) > 3]
-    keep = set(sorted(set(toks), key=len, reverse=True)[:k])
+    # dict.fromkeys, not set: a set's order changes with Python's hash seed, and so would the words kept on a tie
+    keep = set(sorted(dict.fromkeys(toks), key=len, reverse=True)[:k])
     seen, out = set(), []
     for w in toks:
         if w in keep and w not in seen:
