@@ -172,3 +172,26 @@ def test_a_cell_past_its_time_limit_fails_the_lesson_instead_of_the_run(tmp_path
     run = runner.execute(notebook, tmp_path / "out" / "01_broken.ipynb", quick=True, timeout=3)
     assert not run.ok and "ran past the 3 s limit per cell" in run.error
     assert runner.CELL_TIMEOUT_S["full"] >= 3 * 3600 > runner.CELL_TIMEOUT_S["quick"] > runner.CELL_TIMEOUT_S["smoke"]
+
+
+def _ran(folder: Path, figure: float, seconds: float, reward: float) -> Path:
+    """A run folder holding one executed notebook: a key figure, a line that reports a time, and a result."""
+    from camp.utils import KEY_FIGURE_MIME
+
+    cell = new_code_cell("...")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+                        KEY_FIGURE_MIME: {"label": "gain", "value": figure, "unit": ""}, "text/plain": f"gain: {figure}"}),
+                    nbformat.v4.new_output("stream", name="stdout", text=f"trained in {seconds} s\nreward {reward}\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text=f"progress {seconds}\n")]
+    folder.mkdir()
+    nbformat.write(new_notebook(cells=[cell]), folder / "06_rl_fine_tuning.ipynb")
+    return folder
+
+
+def test_compare_runs_sees_a_moved_figure_or_result_but_not_a_time(tmp_path):
+    before = _ran(tmp_path / "a", 0.12, 10.5, 0.3)
+    same = runner.compare_runs(before, _ran(tmp_path / "b", 0.12, 99.0, 0.3))["06_rl_fine_tuning"]
+    assert same["figures_identical"] and same["text_outputs_differing"] == 0  # only the times moved
+    moved = runner.compare_runs(before, _ran(tmp_path / "c", 0.13, 10.5, 0.4))["06_rl_fine_tuning"]
+    assert not moved["figures_identical"] and moved["figures"]["gain"] == {"before": 0.12, "after": 0.13}
+    assert moved["text_outputs_differing"] == 2 and "reward 0.4" in moved["differences"][1]["after"]

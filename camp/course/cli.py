@@ -72,6 +72,22 @@ def _keep_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_runs(args: argparse.Namespace) -> int:
+    import json
+
+    from camp.course import runner
+    from camp.utils import atomic_write_bytes
+
+    report = runner.compare_runs(Path(args.before), Path(args.after))
+    for lesson, r in report.items():
+        print(f"{lesson}: key figures {'identical' if r['figures_identical'] else 'DIFFER'}, "
+              f"{r['text_outputs_differing']} of {r['text_outputs'][0]} text outputs differ (times aside)")
+    if args.out:
+        atomic_write_bytes(args.out, (json.dumps({"before": args.before, "after": args.after, "lessons": report},
+                                                 indent=2, ensure_ascii=False) + "\n").encode())
+    return 0
+
+
 def _progress(args: argparse.Namespace) -> int:
     import json
 
@@ -116,6 +132,11 @@ def _add_course_commands(sub) -> None:
     p.add_argument("folders", nargs="+", help="run folders, runs/<timestamp>/")
     p.add_argument("--note", help="kept beside each time: what has changed in the lesson since that run, if anything")
     p.set_defaults(func=_keep_run)
+    p = sub.add_parser("compare-runs", help="key figures and text outputs of two `run` folders, lesson by lesson")
+    p.add_argument("before", help="a run folder, runs/<timestamp>/")
+    p.add_argument("after", help="another, of the same lessons and mode")
+    p.add_argument("--out", help="also write the comparison as JSON here")
+    p.set_defaults(func=_compare_runs)
     p = sub.add_parser("progress", help="which graded tests pass in your copies of the lessons (runs each "
                        "notebook in smoke size as nbgrader does, or reads saved outputs with --saved)")
     p.add_argument("--dir", help="folder with your lesson notebooks, NN_name/NN_name.ipynb (default: lessons/)")

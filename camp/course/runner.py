@@ -242,3 +242,40 @@ def run_all(root: Path, quick: str | bool | None = "auto", lessons: list[str] | 
         print(f"  {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s {run.error}", flush=True)
         runs.append(run)
     return write_report(runs, folder, quick_mode), runs
+
+
+# A line that reports a time: it differs between two runs of the same code, so comparisons leave it out.
+TIMING = re.compile(r"second|seconds|time|\bit/s\b|\b\d+(\.\d+)?\s?(s|ms|min)\b|\b\d+:\d\d\b", re.I)
+
+
+def text_outputs(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(cell index, text) of every output a reader sees, stderr and lines that report times left out."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("name") == "stderr":
+                continue
+            text = out.get("text") or out.get("data", {}).get("text/plain") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            found.append((i, "\n".join(line for line in text.splitlines() if not TIMING.search(line))))
+    return found
+
+
+def compare_runs(before: Path, after: Path) -> dict:
+    """Each lesson run in both `run` folders: its key figures before and after, whether they are identical, and how
+    many of its text outputs differ (times aside), with the first few differences. For refactors, which must
+    leave every seeded figure as it was."""
+    report = {}
+    for old in sorted(Path(before).glob("*.ipynb")):
+        new = Path(after) / old.name
+        if not new.is_file():
+            continue
+        a, b = nbformat.read(old, as_version=4), nbformat.read(new, as_version=4)
+        fa, fb = key_figures(a), key_figures(b)
+        ta, tb = text_outputs(a), text_outputs(b)
+        differ = [{"cell": x[0], "before": x[1][:400], "after": y[1][:400]} for x, y in zip(ta, tb, strict=False) if x != y]
+        report[old.stem] = {
+            "figures": {f["label"]: {"before": f["value"], "after": g["value"]} for f, g in zip(fa, fb, strict=False)},
+            "figures_identical": fa == fb, "text_outputs": [len(ta), len(tb)], "text_outputs_differing": len(differ),
+            "differences": differ[:5]}
+    return report
