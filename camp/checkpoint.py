@@ -3,8 +3,8 @@
 A checkpoint holds the model weights, the optimizer state, and (as JSON metadata) the config, scheduler state,
 RNG states and loop position, so `resume=True` continues exactly where a run stopped. Files are written to a
 temporary name and renamed, so a crash leaves the previous checkpoint intact. A truncated or damaged file is
-refused with a clear error, never loaded silently. Used by camp.train (lesson 02), camp.ppo (lesson 05), camp.rlhf (lessons 06, 07),
-camp.reward_model and camp.dpo (lesson 07).
+refused with a clear error, never loaded silently. `camp.loop.Run` writes and restores them for every training
+loop (the classifier, lesson 05's heads, token PPO, the reward model, DPO).
 """
 
 from __future__ import annotations

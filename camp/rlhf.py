@@ -6,7 +6,8 @@ every token pays a KL penalty for drifting from the reference model (the same ba
 off), so the policy improves its replies without forgetting how to write. Token-level PPO then uses
 `camp.rl`'s pieces: a leave-one-out baseline, GAE over tokens, whitened advantages, the clipped surrogate and a
 clipped value loss. `RLHFConfig(algorithm="rloo")` or `"grpo"` drops the critic (lesson 07): the other replies to
-the same person are the baseline. The three share rollout, scoring, KL penalty, update and checkpoints.
+the same person are the baseline. The three share rollout, scoring, KL penalty and update; `camp.loop` holds
+the run (checkpoints, exact resume) and `camp.evaluate` measures the result on held-out people.
 
 Logged metrics (one dict per step in `history`):
 
