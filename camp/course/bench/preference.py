@@ -140,7 +140,8 @@ def _train_rl(method: str, policy, cfg, rm, train_people: list, curve_every: int
     def keep(step: int, record: dict) -> None:  # adapters along the way, for the over-optimisation curve
         if curve_every and (step % curve_every == 0 or step == cfg.steps):
             kept[step] = policy.adapter_state()
-            if folder:  # kept on disk too, for a bench that continues after a kill
+            if folder:  # kept on disk too, for a bench that continues after a kill (step 1 comes before any
+                folder.mkdir(parents=True, exist_ok=True)  # checkpoint has made the folder)
                 save_file(kept[step], folder / f"curve-{step}.safetensors.tmp")
                 os.replace(folder / f"curve-{step}.safetensors.tmp", folder / f"curve-{step}.safetensors")
 
