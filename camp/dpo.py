@@ -198,10 +198,7 @@ def _dpo_update(run: Run, batch: dict, cfg: DPOConfig) -> dict:
         raise RuntimeError(f"step {run.step}: the policy's log-probs of the pair replies are {moved:.1f} nats from "
                            f"the reference's (limit {cfg.kl_limit}); it has drifted too far to trust. Lower lr, raise "
                            "beta, or resume from the last checkpoint with those changes.")
-    run.optimizer.zero_grad()
-    run.accelerator.backward(loss)
-    run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
-    run.optimizer.step()
+    run.optimizer_step(loss, cfg.max_grad_norm)
     chosen, rejected = cfg.beta * logratio[:n], cfg.beta * logratio[n:]
     return {"loss/dpo": loss.item(), "rewards/chosen": chosen.mean().item(), "rewards/rejected": rejected.mean().item(),
             "rewards/margin": (chosen - rejected).mean().item(),

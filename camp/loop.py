@@ -138,6 +138,23 @@ class Run:
         self._best_written = 0
         self._every, self._minutes = every, minutes
         self.cadence = ckpt.Cadence(every, minutes, total)
+        optimizer.zero_grad()  # gradients left by an earlier run on the same model must not leak into this one
+
+    def optimizer_step(self, loss: torch.Tensor, max_grad_norm: float) -> None:
+        """Backward, then, once an accumulation window is full, clip the gradient norm, step the optimizer and the
+        schedule, and clear the gradients. Under Accelerate's `accumulate()` the step and clearing wait for the
+        window; without an Accelerator (lesson 05's heads) it is plain PyTorch."""
+        if self.accelerator is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
+        else:
+            self.accelerator.backward(loss)
+            if self.accelerator.sync_gradients:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), max_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad()
 
     # ------------------------------------------------------------------------------------------ the model
     @property

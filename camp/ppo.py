@@ -214,7 +214,7 @@ def train_ppo(policy: nn.Module, env, cfg: PPOConfig | None = None, eval_data: t
         raise ConfigError(f"the env has {env.num_envs} people per rollout, not a multiple of n_minibatches="
                           f"{cfg.n_minibatches}; make them match")
     device, run = _start(policy, env, cfg, resume)
-    optimizer, history = run.optimizer, run.history
+    history = run.history
     bar = tqdm(range(run.step, cfg.updates), initial=run.step, total=cfg.updates, disable=not cfg.progress,
                desc="PPO")
     for update in bar:
@@ -239,10 +239,7 @@ def train_ppo(policy: nn.Module, env, cfg: PPOConfig | None = None, eval_data: t
                                                   roll["logprobs"][idx], adv, cfg.clip_range, m)
                 v_loss = value_loss(values, returns[idx], roll["values"][idx], cfg.clip_range_vf, m)
                 ent = entropy(logits, m)
-                optimizer.zero_grad()
-                (pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent).backward()
-                nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+                run.optimizer_step(pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent, cfg.max_grad_norm)
                 for key, value in (("loss/policy", pg_loss.item()), ("loss/value", v_loss.item()),
                                    ("policy/entropy", ent.item()), ("policy/approx_kl", pg_stats["approx_kl"]),
                                    ("policy/clipfrac", pg_stats["clipfrac"])):
@@ -275,7 +272,7 @@ def train_reinforce(policy: nn.Module, env, cfg: PPOConfig | None = None, baseli
         raise ConfigError(f"grad_splits={grad_splits} must be at least 2 and divide the {env.num_envs} people "
                           "per rollout")
     device, run = _start(policy, env, cfg, resume)
-    optimizer, history = run.optimizer, run.history
+    history = run.history
     actor = list(policy.actor.parameters()) if hasattr(policy, "actor") else list(policy.parameters())
     for update in tqdm(range(run.step, cfg.updates), initial=run.step, total=cfg.updates, disable=not cfg.progress,
                        desc=f"REINFORCE ({baseline})"):
@@ -300,10 +297,7 @@ def train_reinforce(policy: nn.Module, env, cfg: PPOConfig | None = None, baseli
         loss = reinforce_loss(logprobs, weights, mask)
         if baseline != "none":
             loss = loss + cfg.vf_coef * value_loss(values, returns, mask=mask)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        optimizer.step()
+        run.optimizer_step(loss, cfg.max_grad_norm)
         # 5. log, evaluate, checkpoint
         record = _log(update + 1, roll, {"loss/policy": [loss.item()], "grad/variance": [variance]}, clock,
                       history, policy, eval_data, cfg)

@@ -208,17 +208,11 @@ def _measure(rm: RewardModel, pairs: Sequence[PreferencePair]) -> tuple[float, f
 def _train_step(run: Run, rm: RewardModel, batch: list[PreferencePair], cfg: RewardConfig) -> float:
     """Score chosen and rejected in one forward pass (under autocast when mixed precision is on), Bradley-Terry
     loss, backward, accumulated; clip and step once the accumulation window is full."""
-    accelerator = run.accelerator
-    with accelerator.accumulate(run.model):
+    with run.accelerator.accumulate(run.model):
         r = pair_scores(run.model, rm.tokenizer, [p.says for p in batch] * 2,
                         [p.chosen for p in batch] + [p.rejected for p in batch], cfg.max_length)  # (2B,)
         loss = bradley_terry_loss(r[:len(batch)], r[len(batch):])
-        accelerator.backward(loss)
-        if accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
-        run.optimizer.step()
-        run.scheduler.step()
-        run.optimizer.zero_grad()
+        run.optimizer_step(loss, cfg.max_grad_norm)
     return loss.item()
 
 

@@ -196,7 +196,7 @@ def _kl(run: Run, batch: dict, mask: torch.Tensor, cfg: RLHFConfig) -> tuple:
 
 
 def token_advantages(scores: torch.Tensor, kl: torch.Tensor, old_values: torch.Tensor, mask: torch.Tensor,
-                cfg: RLHFConfig, score_stats: RunningStd, beta: float) -> tuple[torch.Tensor, ...]:
+                     cfg: RLHFConfig, score_stats: RunningStd, beta: float) -> tuple[torch.Tensor, ...]:
     """Per-token advantages (B, R), returns (B, R) for the value head, and the per-token rewards (B, R).
 
     Every algorithm pays the same KL penalty: the score (scaled by its running std) on a reply's last token,
@@ -237,10 +237,7 @@ def _minibatch_step(run: Run, mini: dict, m: torch.Tensor, old: dict, idx: torch
     if not torch.isfinite(loss):
         raise FloatingPointError(f"step {run.step}: the loss is {loss.item()}; lower lr or check the scores "
                                  "(NaN in, NaN out).")
-    run.optimizer.zero_grad()
-    run.accelerator.backward(loss)
-    run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
-    run.optimizer.step()
+    run.optimizer_step(loss, cfg.max_grad_norm)
     with torch.no_grad():
         ent = entropy(logits, m).item()
     return {"loss/policy": pg_loss.item(), "loss/value": v_loss.item() if critic else None,

@@ -171,16 +171,10 @@ def _epochs(position: Position, sampler: LengthGroupedSampler, loader, accelerat
 def _train_step(batch: dict, run: Run, loss_fn, max_grad_norm: float) -> tuple[float, int]:
     """Forward and loss (under autocast when mixed precision is on), backward, accumulated; clip and step once
     the accumulation window is full. Returns the batch's loss and size."""
-    accelerator = run.accelerator
-    with accelerator.accumulate(run.model):
+    with run.accelerator.accumulate(run.model):
         labels = batch.pop("labels")
         loss = loss_fn(run.model(**batch).logits.float(), labels)  # logits (B, num_labels)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(run.model.parameters(), max_grad_norm)
-        run.optimizer.step()
-        run.scheduler.step()
-        run.optimizer.zero_grad()
+        run.optimizer_step(loss, max_grad_norm)
     return loss.item(), len(labels)
 
 
